@@ -1,0 +1,134 @@
+"""Every setting of the service, with its default and the reason for it.
+
+Settings are read once, at start-up, from three layers (later wins):
+the defaults below, ``FACESWAP_<NAME>`` environment variables, then command-line
+flags. The resulting :class:`Settings` object is handed to everything that needs
+it through the application context; nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: User types from the contract: free, basic member, premium member, administrator.
+FREE, BASIC, PREMIUM, ADMIN = 1, 100, 2000, 3000
+USERTYPES = (FREE, BASIC, PREMIUM, ADMIN)
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one user type may do; enforced server-side on upload and on faceswap."""
+
+    upload_bytes: int  #: largest single upload
+    video_seconds: float  #: longest input video
+    output_height: int  #: swap output is scaled down to at most this height
+    concurrent_tasks: int  #: queued + running tasks at once
+
+
+#: The per-usertype limits table. Free users get enough to try the service;
+#: administrators are only bounded by what one server can sensibly hold.
+LIMITS: dict[int, Limits] = {
+    FREE: Limits(upload_bytes=200 * MB, video_seconds=60, output_height=720, concurrent_tasks=1),
+    BASIC: Limits(upload_bytes=1024 * MB, video_seconds=300, output_height=1080,
+                  concurrent_tasks=2),
+    PREMIUM: Limits(upload_bytes=4096 * MB, video_seconds=1800, output_height=2160,
+                    concurrent_tasks=4),
+    ADMIN: Limits(upload_bytes=8192 * MB, video_seconds=7200, output_height=4320,
+                  concurrent_tasks=8),
+}
+
+
+def limits_for(usertype: int) -> Limits:
+    """Limits of ``usertype``; an unknown type gets the free tier, never more."""
+    return LIMITS.get(usertype, LIMITS[FREE])
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The service configuration. Field metadata ``help`` documents each setting."""
+
+    host: str = field(default="127.0.0.1", metadata={
+        "help": "address to listen on; loopback by default so nothing is exposed by accident"})
+    port: int = field(default=8888, metadata={"help": "HTTP port"})
+    data_dir: str = field(default="var", metadata={
+        "help": "root of everything the service writes: db/, media/, tmp/"})
+    mongo_url: str = field(default="", metadata={
+        "help": "MongoDB URL; empty starts the embedded secantusdb server under <data-dir>/db"})
+    db_name: str = field(default="faceswap", metadata={"help": "database name"})
+    workers: int = field(default=os.cpu_count() or 1, metadata={
+        "help": "size of the swap process pool (default: the CPU count)"})
+    cookie_secret: str = field(default="", metadata={
+        "help": "secret signing session cookies; empty: generated once and kept in "
+                "<data-dir>/cookie_secret so sessions survive restarts"})
+    secure_cookies: bool = field(default=False, metadata={
+        "help": "mark cookies Secure; turn on when served over HTTPS"})
+    session_days: float = field(default=7.0, metadata={
+        "help": "lifetime of a login session and its bearer token"})
+    bcrypt_rounds: int = field(default=12, metadata={
+        "help": "bcrypt cost factor (2^N rounds); 12 takes ~0.25 s per hash here"})
+    db_timeout_ms: int = field(default=3000, metadata={
+        "help": "how long a request waits for the database before it fails with 503"})
+    debug: bool = field(default=False, metadata={
+        "help": "Tornado debug mode (never in production)"})
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).resolve()
+
+
+_ENV_PREFIX = "FACESWAP_"
+
+
+def _coerce(value: str, kind: type) -> object:
+    if kind is bool:
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off", ""):
+            return False
+        raise ValueError(f"not a boolean: {value!r}")
+    return kind(value)
+
+
+def _field_type(f: dataclasses.Field) -> type:
+    return {"str": str, "int": int, "float": float, "bool": bool}[str(f.type)]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one ``--flag`` per setting; defaults stay ``None`` so the env layer shows through."""
+    for f in dataclasses.fields(Settings):
+        flag = "--" + f.name.replace("_", "-")
+        kind = _field_type(f)
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                                help=f.metadata["help"])
+        else:
+            parser.add_argument(flag, type=kind, default=None, help=f.metadata["help"])
+
+
+def load(args: argparse.Namespace | None = None,
+         environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings: defaults, then ``FACESWAP_*`` variables, then parsed flags."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for f in dataclasses.fields(Settings):
+        raw = environ.get(_ENV_PREFIX + f.name.upper())
+        if raw is not None:
+            values[f.name] = _coerce(raw, _field_type(f))
+        flag_value = getattr(args, f.name, None) if args is not None else None
+        if flag_value is not None:
+            values[f.name] = flag_value
+    return Settings(**values)
+
+
+def parse(argv: Sequence[str] | None = None) -> Settings:
+    """Convenience for scripts and tests: parse ``argv`` flags only."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return load(parser.parse_args(argv))

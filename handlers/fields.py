@@ -1,0 +1,65 @@
+"""Typed access to request fields: a wrong type or size is a 400 with a sentence."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from services import ServiceError
+
+INT_RE = re.compile(r"^-?[0-9]{1,18}$")
+
+
+def text(data: dict[str, Any], name: str, *, required: bool = True, max_len: int = 256,
+         default: str = "") -> str:
+    value = data.get(name)
+    if value is None or value == "":
+        if required:
+            raise ServiceError(f"missing field '{name}'")
+        return default
+    if not isinstance(value, str):
+        raise ServiceError(f"field '{name}' must be a string")
+    if len(value) > max_len:
+        raise ServiceError(f"field '{name}' is longer than {max_len} characters")
+    return value
+
+
+def integer(data: dict[str, Any], name: str, *, required: bool = True, default: int = 0,
+            minimum: int | None = None, maximum: int | None = None) -> int:
+    value = data.get(name)
+    if value is None or value == "":
+        if required:
+            raise ServiceError(f"missing field '{name}'")
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ServiceError(f"field '{name}' must be an integer")
+    if isinstance(value, str):
+        if not INT_RE.match(value):
+            raise ServiceError(f"field '{name}' must be an integer")
+        value = int(value)
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ServiceError(f"field '{name}' must be between {minimum} and {maximum}")
+    return value
+
+
+def boolean(data: dict[str, Any], name: str, default: bool = False) -> bool:
+    value = data.get(name)
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false",
+                                                     "no", "off"):
+        return value.lower() in ("1", "true", "yes", "on")
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise ServiceError(f"field '{name}' must be true or false")
+
+
+def obj(data: dict[str, Any], name: str) -> dict[str, Any]:
+    value = data.get(name)
+    if value is None:
+        raise ServiceError(f"missing field '{name}'")
+    if not isinstance(value, dict):
+        raise ServiceError(f"field '{name}' must be an object")
+    return value

@@ -1,0 +1,147 @@
+"""Accounts: registration, login sessions, listing and membership changes."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import bcrypt
+
+from conf import ADMIN, FREE, USERTYPES, Settings
+from services import ServiceError
+from storage import DuplicateUser, Repositories
+
+USERNAME_RE = re.compile(r"^[A-Za-z0-9_.\-\u3400-\u4dbf\u4e00-\u9fff]{3,32}$")
+PHONE_RE = re.compile(r"^[0-9]{6,15}$")
+EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+PASSWORD_MIN = 6
+PASSWORD_MAX_BYTES = 72  # bcrypt ignores (5.x: refuses) anything longer
+
+DUPLICATE_MSG = "客户名已经存在"  # the seed's own message, kept for old clients
+BAD_LOGIN_MSG = "用户名或密码错误 (wrong username or password)"
+
+
+@dataclass(frozen=True)
+class User:
+    """The authenticated caller, as handlers and services see it."""
+
+    id: int
+    username: str
+    usertype: int
+
+    @property
+    def is_admin(self) -> bool:
+        return self.usertype == ADMIN
+
+    def public(self) -> dict[str, Any]:
+        return {"id": self.id, "username": self.username, "usertype": self.usertype}
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> User:
+        return cls(id=int(doc["id"]), username=doc["username"], usertype=int(doc["usertype"]))
+
+
+def check_username(username: str) -> str:
+    if not USERNAME_RE.match(username):
+        raise ServiceError("username must be 3-32 letters, digits, _ - . or CJK characters")
+    return username
+
+
+def check_password(password: str) -> str:
+    if len(password) < PASSWORD_MIN or len(password.encode()) > PASSWORD_MAX_BYTES:
+        raise ServiceError(
+            f"password must be at least {PASSWORD_MIN} characters and at most "
+            f"{PASSWORD_MAX_BYTES} bytes")
+    return password
+
+
+class AccountService:
+    def __init__(self, repos: Repositories, settings: Settings) -> None:
+        self.repos = repos
+        self.settings = settings
+        # A real hash to compare against when the user does not exist, so that an
+        # unknown name costs as much time as a wrong password (no user enumeration).
+        self._dummy_hash = bcrypt.hashpw(b"dummy-password", bcrypt.gensalt(4))
+
+    async def _hash(self, password: str) -> str:
+        salt = bcrypt.gensalt(self.settings.bcrypt_rounds)
+        hashed = await asyncio.to_thread(bcrypt.hashpw, password.encode(), salt)
+        return hashed.decode()
+
+    async def _verify(self, password: str, hashed: bytes) -> bool:
+        return await asyncio.to_thread(bcrypt.checkpw, password.encode(), hashed)
+
+    async def register(self, username: str, password: str, phonenumber: str = "",
+                       address: str = "", usertype: int = FREE) -> int:
+        check_username(username)
+        check_password(password)
+        if phonenumber and not PHONE_RE.match(phonenumber):
+            raise ServiceError("phonenumber must be 6-15 digits")
+        if address and (len(address) > 254 or not EMAIL_RE.match(address)):
+            raise ServiceError("address must be an e-mail address")
+        if await self.repos.users.by_username(username):
+            raise ServiceError(DUPLICATE_MSG, 409)
+        try:
+            return await self.repos.users.create(username, await self._hash(password), usertype,
+                                                 phonenumber, address)
+        except DuplicateUser:
+            raise ServiceError(DUPLICATE_MSG, 409) from None
+
+    async def login(self, username: str, password: str) -> tuple[User, str]:
+        """Check the password and open a session; the same refusal for any bad pair."""
+        doc = await self.repos.users.by_username(username) if USERNAME_RE.match(username) \
+            else None
+        hashed = doc["password_hash"].encode() if doc else self._dummy_hash
+        ok = len(password.encode()) <= PASSWORD_MAX_BYTES and await self._verify(password, hashed)
+        if not doc or not ok:
+            raise ServiceError(BAD_LOGIN_MSG, 401)
+        token = await self.repos.sessions.create(
+            int(doc["id"]), dt.timedelta(days=self.settings.session_days))
+        return User.from_doc(doc), token
+
+    async def logout(self, token: str) -> None:
+        await self.repos.sessions.delete(token)
+
+    async def authenticate(self, token: str) -> User | None:
+        """The user behind a session token, or None (unknown, expired, or user deleted)."""
+        user_id = await self.repos.sessions.user_id(token)
+        if user_id is None:
+            return None
+        doc = await self.repos.users.by_id(user_id)
+        return User.from_doc(doc) if doc else None
+
+    async def list_customers(self, caller: User, pagenum: int, pagesize: int,
+                             keywords: str) -> tuple[list[dict[str, Any]], int]:
+        require_admin(caller)
+        return await self.repos.users.page(pagenum, pagesize, keywords)
+
+    async def modify_type(self, caller: User, user_id: int, newtype: int) -> None:
+        require_admin(caller)
+        if newtype not in USERTYPES:
+            raise ServiceError(f"unknown usertype {newtype}; one of {list(USERTYPES)}")
+        if user_id == caller.id and newtype != ADMIN:
+            raise ServiceError("administrators cannot demote themselves", 409)
+        if not await self.repos.users.set_usertype(user_id, newtype):
+            raise ServiceError(f"no user with id {user_id}", 404)
+
+    async def ensure_admin(self, username: str, password: str) -> tuple[int, bool]:
+        """Create ``username`` as administrator, or promote it (and set the password).
+
+        Returns ``(id, created)``. Used by ``server.py create-admin``.
+        """
+        check_username(username)
+        check_password(password)
+        doc = await self.repos.users.by_username(username)
+        if doc is None:
+            return await self.register(username, password, usertype=ADMIN), True
+        await self.repos.users.set_usertype(int(doc["id"]), ADMIN)
+        await self.repos.users.set_password_hash(int(doc["id"]), await self._hash(password))
+        return int(doc["id"]), False
+
+
+def require_admin(caller: User) -> None:
+    if not caller.is_admin:
+        raise ServiceError("administrators only", 403)

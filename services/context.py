@@ -1,0 +1,41 @@
+"""The application context: everything a handler may use, built once at start-up
+(the thumbor pattern — no module-level globals holding connections)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from motor.motor_asyncio import AsyncIOMotorDatabase
+
+from conf import Settings
+from services.accounts import AccountService
+from storage import Repositories
+from storage.database import ping
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    repos: Repositories
+    accounts: AccountService
+    #: Reports whether the embedded database process is running (None: external DB).
+    db_process_alive: Callable[[], bool] | None = field(default=None)
+
+    @classmethod
+    def build(cls, settings: Settings, db: AsyncIOMotorDatabase,
+              db_process_alive: Callable[[], bool] | None = None) -> AppContext:
+        repos = Repositories.over(db)
+        return cls(settings=settings, repos=repos, accounts=AccountService(repos, settings),
+                   db_process_alive=db_process_alive)
+
+    async def health(self) -> tuple[bool, str]:
+        """(healthy, reason): a dead embedded process or an unanswered ping is unhealthy."""
+        if self.db_process_alive is not None and not self.db_process_alive():
+            return False, "the embedded database process is not running"
+        try:
+            ok = await asyncio.wait_for(ping(self.repos.db), timeout=1.5)
+        except TimeoutError:
+            ok = False
+        return ok, "ok" if ok else "the database does not answer"

@@ -1,0 +1,42 @@
+"""The MongoDB connection and the collections' indexes.
+
+Everything that talks to MongoDB lives in this package; other packages get
+repositories, never a collection.
+"""
+
+from __future__ import annotations
+
+import pymongo
+from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorDatabase
+
+
+def connect(url: str, db_name: str, timeout_ms: int = 3000) -> AsyncIOMotorDatabase:
+    """A motor database handle whose operations fail after ``timeout_ms`` instead of hanging."""
+    client = AsyncIOMotorClient(
+        url, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms,
+        socketTimeoutMS=max(timeout_ms * 4, 10000), tz_aware=True)
+    return client[db_name]
+
+
+async def ensure_indexes(db: AsyncIOMotorDatabase) -> None:
+    """Create the indexes the data model relies on (idempotent; run at every start)."""
+    await db.users.create_index("username", unique=True)
+    await db.users.create_index("id", unique=True)
+    await db.sessions.create_index("token_hash", unique=True)
+    await db.sessions.create_index("user_id")
+
+
+async def ping(db: AsyncIOMotorDatabase) -> bool:
+    try:
+        await db.client.admin.command("ping")
+        return True
+    except pymongo.errors.PyMongoError:
+        return False
+
+
+async def next_id(db: AsyncIOMotorDatabase, name: str) -> int:
+    """The next value of the integer sequence ``name``: atomic, positive, never reused."""
+    doc = await db.counters.find_one_and_update(
+        {"_id": name}, {"$inc": {"seq": 1}}, upsert=True,
+        return_document=pymongo.ReturnDocument.AFTER)
+    return int(doc["seq"])

@@ -1,0 +1,145 @@
+"""The embedded MongoDB: a secantusdb server run as a child process.
+
+secantusdb is GPL-2.0, so it is only ever *run* (``secantusd-py``), never imported.
+The child is started on a free loopback port with its WiredTiger files under
+``<data-dir>/db``; it is asked to die with us (``PR_SET_PDEATHSIG``) and its pid is
+written next to the data so a child orphaned by a ``kill -9`` of the server is
+stopped before the next start instead of blocking it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pymongo
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _executable() -> str:
+    """``secantusd-py`` from this interpreter's environment, else from PATH."""
+    local = Path(sys.executable).with_name("secantusd-py")
+    if local.exists():
+        return str(local)
+    found = shutil.which("secantusd-py")
+    if not found:
+        raise RuntimeError("secantusd-py not found: install requirements.txt (secantusdb)")
+    return found
+
+
+class EmbeddedMongo:
+    """Start, watch and stop one secantusdb server for ``data_dir``."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir)
+        self.db_path = self.data_dir / "db"
+        self.pid_file = self.data_dir / "secantusd.pid"
+        self.log_file = self.data_dir / "secantusd.log"
+        self.port = 0
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/"
+
+    def start(self, timeout: float = 60.0) -> str:
+        """Start the server (reusing the last port when it is free) and wait for ping."""
+        self.db_path.mkdir(parents=True, exist_ok=True)
+        self._stop_orphan()
+        self.port = self.port or free_port()
+        log_handle = open(self.log_file, "ab")
+        try:
+            self.process = subprocess.Popen(
+                [_executable(), "--host", "127.0.0.1", "--port", str(self.port),
+                 "--storage-path", str(self.db_path), "--log-level", "WARNING",
+                 "--sync-on-commit"],
+                cwd=self.data_dir, stdin=subprocess.DEVNULL, stdout=log_handle,
+                stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        finally:
+            log_handle.close()
+        self.pid_file.write_text(str(self.process.pid))
+        self._wait_ready(timeout)
+        log.info("embedded database (pid %d) on port %d", self.process.pid, self.port)
+        return self.url
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        client = pymongo.MongoClient(self.url, serverSelectionTimeoutMS=500, connect=False)
+        try:
+            while True:
+                if self.process is not None and self.process.poll() is not None:
+                    raise RuntimeError(
+                        f"embedded database exited with status {self.process.returncode}; "
+                        f"see {self.log_file}")
+                try:
+                    client.admin.command("ping")
+                    return
+                except pymongo.errors.PyMongoError:
+                    if time.monotonic() > deadline:
+                        self.stop()
+                        raise RuntimeError("embedded database did not answer ping in time") \
+                            from None
+                    time.sleep(0.1)
+        finally:
+            client.close()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM, wait, then SIGKILL: WiredTiger gets its chance to checkpoint."""
+        proc, self.process = self.process, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("embedded database ignored SIGTERM; killing it")
+                proc.kill()
+                proc.wait()
+        with contextlib.suppress(FileNotFoundError):
+            self.pid_file.unlink()
+
+    def _stop_orphan(self) -> None:
+        """Stop a secantusd left running on our data by a server that was killed."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+            return
+        if "secantusd" not in cmdline or str(self.db_path) not in cmdline:
+            return
+        log.warning("stopping embedded database %d left by an earlier run", pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        for _ in range(150):
+            if not Path(f"/proc/{pid}").exists():
+                return
+            time.sleep(0.1)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(0.5)

@@ -1,0 +1,162 @@
+"""server.py as a real process: embedded database lifecycle, restart, create-admin."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from storage.embedded import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def request(port: int, path: str, body: dict | None = None, token: str | None = None
+            ) -> tuple[int, dict]:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}",
+                                 data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"Content-Type": "application/json"})
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+class Server:
+    """One ``server.py`` child on its own port and data dir (embedded database)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> Server:
+        env = {**os.environ, "FACESWAP_BCRYPT_ROUNDS": "6"}
+        env.pop("FACESWAP_MONGO_URL", None)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "server.py"), "--port", str(self.port),
+             "--data-dir", str(self.data_dir), "--workers", "1"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.proc.stderr.read().decode()
+            try:
+                if request(self.port, "/healthz")[0] == 200:
+                    return self
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            time.sleep(0.2)
+        raise AssertionError("server did not become healthy")
+
+    def db_pid(self) -> int:
+        return int((self.data_dir / "secantusd.pid").read_text())
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        return self.proc.wait(30)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split()[2] != "Z"
+
+
+def wait_gone(pid: int, timeout: float = 20) -> bool:
+    deadline = time.monotonic() + timeout
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not alive(pid)
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    srv = Server(tmp_path / "data")
+    yield srv
+    if srv.proc and srv.proc.poll() is None:
+        srv.stop(signal.SIGKILL)
+
+
+def test_data_survives_restart_and_sigterm_stops_the_database(server):
+    server.start()
+    code, body = request(server.port, "/api/mgr/customers", {
+        "action": "add_customer", "data": {"username": "keeper", "password": "secret123"}})
+    assert code == 200
+    db_pid = server.db_pid()
+    assert server.stop(signal.SIGTERM) == 0
+    assert wait_gone(db_pid), "embedded database outlived the server"
+    server.start()
+    code, body = request(server.port, "/api/mgr/customers", {
+        "action": "login", "data": {"username": "keeper", "password": "secret123"}})
+    assert code == 200 and body["userdata"]["username"] == "keeper"
+    code, again = request(server.port, "/api/mgr/customers", {
+        "action": "add_customer", "data": {"username": "second", "password": "secret123"}})
+    assert again["id"] > body["userdata"]["id"]  # the id sequence survived too
+
+
+def test_killed_server_does_not_block_next_start(server):
+    server.start()
+    request(server.port, "/api/mgr/customers", {
+        "action": "add_customer", "data": {"username": "survivor", "password": "secret123"}})
+    db_pid = server.db_pid()
+    server.stop(signal.SIGKILL)
+    os.kill(db_pid, signal.SIGKILL)  # the worst case: both die without a checkpoint
+    wait_gone(db_pid)
+    server.start()
+    code, _ = request(server.port, "/api/mgr/customers", {
+        "action": "login", "data": {"username": "survivor", "password": "secret123"}})
+    assert code == 200
+
+
+def test_dead_database_reports_unhealthy_then_recovers(server):
+    server.start()
+    os.kill(server.db_pid(), signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    seen_down = False
+    while time.monotonic() < deadline and not seen_down:
+        t0 = time.monotonic()
+        code, body = request(server.port, "/healthz")
+        assert time.monotonic() - t0 < 5, "health check hung"
+        seen_down = code == 503 and body["status"] == 1
+    assert seen_down
+    deadline = time.monotonic() + 60
+    while request(server.port, "/healthz")[0] != 200:
+        assert time.monotonic() < deadline, "database was not restarted"
+        time.sleep(0.3)
+
+
+def test_create_admin_cli(tmp_path: Path):
+    data = tmp_path / "data"
+    cmd = [sys.executable, str(ROOT / "server.py"), "create-admin", "boss", "--password",
+           "bosspass1", "--data-dir", str(data)]
+    env = {**os.environ, "FACESWAP_BCRYPT_ROUNDS": "6"}
+    env.pop("FACESWAP_MONGO_URL", None)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0 and "created administrator boss" in out.stdout, out.stderr
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert "promoted administrator boss" in out.stdout
+    bad = subprocess.run(cmd[:3] + ["x", "--password", "p", "--data-dir", str(data)],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert bad.returncode == 2 and "username" in bad.stderr
+    srv = Server(data).start()
+    try:
+        code, body = request(srv.port, "/api/mgr/customers", {
+            "action": "login", "data": {"username": "boss", "password": "bosspass1"}})
+        assert body["userdata"]["usertype"] == 3000
+    finally:
+        srv.stop()
