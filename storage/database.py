@@ -24,6 +24,9 @@ async def ensure_indexes(db: AsyncIOMotorDatabase) -> None:
     await db.users.create_index("id", unique=True)
     await db.sessions.create_index("token_hash", unique=True)
     await db.sessions.create_index("user_id")
+    for counter in ("users",):  # create counters up front: no upsert race later
+        await db.counters.update_one({"_id": counter}, {"$setOnInsert": {"seq": 0}},
+                                     upsert=True)
 
 
 async def ping(db: AsyncIOMotorDatabase) -> bool:
@@ -35,8 +38,19 @@ async def ping(db: AsyncIOMotorDatabase) -> bool:
 
 
 async def next_id(db: AsyncIOMotorDatabase, name: str) -> int:
-    """The next value of the integer sequence ``name``: atomic, positive, never reused."""
-    doc = await db.counters.find_one_and_update(
-        {"_id": name}, {"$inc": {"seq": 1}}, upsert=True,
-        return_document=pymongo.ReturnDocument.AFTER)
-    return int(doc["seq"])
+    """The next value of the integer sequence ``name``: atomic, positive, never reused.
+
+    Concurrent upserts of a missing counter can collide (a duplicate ``_id`` on MongoDB,
+    no document returned on some servers); the loser simply tries again, and then
+    finds the document and increments it.
+    """
+    for _ in range(5):
+        try:
+            doc = await db.counters.find_one_and_update(
+                {"_id": name}, {"$inc": {"seq": 1}}, upsert=True,
+                return_document=pymongo.ReturnDocument.AFTER)
+        except pymongo.errors.DuplicateKeyError:
+            continue
+        if doc is not None:
+            return int(doc["seq"])
+    raise pymongo.errors.OperationFailure(f"could not advance counter {name!r}")
