@@ -22,6 +22,7 @@ from pathlib import Path
 
 import conf
 from conf import Settings
+from engine.dispatch import LocalDispatcher
 from handlers import make_app
 from services.context import AppContext
 from storage.database import connect, ensure_indexes
@@ -53,13 +54,30 @@ async def open_context(
         embedded = EmbeddedMongo(settings.data_path)
         url = await asyncio.to_thread(embedded.start)
     db = connect(url, settings.db_name, settings.db_timeout_ms)
+    ctx = None
     try:
         await ensure_indexes(db)
-        yield AppContext.build(settings, db, embedded.alive if embedded else None), embedded
+        ctx = AppContext.build(settings, db, LocalDispatcher(settings.workers),
+                               embedded.alive if embedded else None)
+        yield ctx, embedded
     finally:
+        if ctx is not None:
+            await ctx.tasks.close()
         db.client.close()
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
+
+
+async def housekeeping(ctx: AppContext, interval: float = 600.0) -> None:
+    """Periodic clean-up: expired resumable uploads."""
+    while True:
+        try:
+            removed = await ctx.uploads.expire_partial()
+            if removed:
+                log.info("removed %d expired partial upload(s)", removed)
+        except Exception:
+            log.exception("housekeeping failed")
+        await asyncio.sleep(interval)
 
 
 async def watch_embedded(embedded: EmbeddedMongo) -> None:
@@ -83,15 +101,18 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     async with open_context(settings) as (ctx, embedded):
         app = make_app(ctx, cookie_secret(settings))
-        server = app.listen(settings.port, settings.host, max_body_size=64 * 1024 * 1024,
+        server = app.listen(settings.port, settings.host, max_body_size=1024 * 1024,
                             idle_connection_timeout=120)
-        watcher = asyncio.create_task(watch_embedded(embedded)) if embedded else None
+        await ctx.tasks.recover()
+        background = [asyncio.create_task(housekeeping(ctx))]
+        if embedded:
+            background.append(asyncio.create_task(watch_embedded(embedded)))
         log.info("listening on http://%s:%d (data in %s)", settings.host, settings.port,
                  settings.data_path)
         await stop.wait()
         log.info("shutting down")
-        if watcher:
-            watcher.cancel()
+        for job in background:
+            job.cancel()
         server.stop()
         await server.close_all_connections()
 

@@ -75,6 +75,8 @@ class Settings:
         "help": "bcrypt cost factor (2^N rounds); 12 takes ~0.25 s per hash here"})
     db_timeout_ms: int = field(default=3000, metadata={
         "help": "how long a request waits for the database before it fails with 503"})
+    tus_expiry_hours: float = field(default=24.0, metadata={
+        "help": "unfinished resumable uploads are deleted this long after they were created"})
     debug: bool = field(default=False, metadata={
         "help": "Tornado debug mode (never in production)"})
 

@@ -6,6 +6,16 @@ import tornado.web
 
 from handlers.base import BaseHandler
 from handlers.customers import CustomersHandler, HealthHandler, ModifyTypeHandler
+from handlers.media import MediaHandler, PlaybackHandler
+from handlers.page import STATIC_DIR, AssetHandler, IndexHandler, SessionHandler
+from handlers.tasks import (
+    CancelTaskHandler,
+    FaceSwapHandler,
+    TaskListHandler,
+    TaskSocket,
+    ViewTaskHandler,
+)
+from handlers.upload import TusHandler, UploadHandler
 from services import ServiceError
 from services.context import AppContext
 
@@ -22,6 +32,18 @@ def make_app(ctx: AppContext, cookie_secret: str) -> tornado.web.Application:
         (r"/api/mgr/customers/?", CustomersHandler),
         (r"/common/modifytype/?", ModifyTypeHandler),
         (r"/healthz", HealthHandler),
+        (r"/api/session", SessionHandler),
+        (r"/video/upload/?", UploadHandler),
+        (r"/video/uploads/?(?P<upload_id>[^/]*)", TusHandler),
+        (r"/video/faceswap/?", FaceSwapHandler),
+        (r"/video/view_task/?", ViewTaskHandler),
+        (r"/video/tasks/?", TaskListHandler),
+        (r"/video/cancel_task/?", CancelTaskHandler),
+        (r"/ws/tasks", TaskSocket),
+        (r"/static/media/(.*)", MediaHandler, {"path": str(ctx.media.root)}),
+        (r"/video/test_resp/?()", PlaybackHandler, {"path": str(ctx.media.root)}),
+        (r"/", IndexHandler),
+        (r"/assets/(.*)", AssetHandler, {"path": str(STATIC_DIR)}),
     ]
     return tornado.web.Application(
         routes,
@@ -31,4 +53,5 @@ def make_app(ctx: AppContext, cookie_secret: str) -> tornado.web.Application:
         xsrf_cookie_kwargs={"samesite": "Strict", "secure": ctx.settings.secure_cookies},
         default_handler_class=NotFoundHandler,
         debug=ctx.settings.debug,
+        websocket_ping_interval=20,
     )

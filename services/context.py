@@ -10,8 +10,11 @@ from dataclasses import dataclass, field
 from motor.motor_asyncio import AsyncIOMotorDatabase
 
 from conf import Settings
+from engine.dispatch import Dispatcher
 from services.accounts import AccountService
-from storage import Repositories
+from services.tasks import TaskService
+from services.uploads import UploadService
+from storage import MediaStore, Repositories
 from storage.database import ping
 
 
@@ -20,14 +23,20 @@ class AppContext:
     settings: Settings
     repos: Repositories
     accounts: AccountService
+    media: MediaStore
+    uploads: UploadService
+    tasks: TaskService
     #: Reports whether the embedded database process is running (None: external DB).
     db_process_alive: Callable[[], bool] | None = field(default=None)
 
     @classmethod
-    def build(cls, settings: Settings, db: AsyncIOMotorDatabase,
+    def build(cls, settings: Settings, db: AsyncIOMotorDatabase, dispatcher: Dispatcher,
               db_process_alive: Callable[[], bool] | None = None) -> AppContext:
         repos = Repositories.over(db)
+        media = MediaStore(settings.data_path)
         return cls(settings=settings, repos=repos, accounts=AccountService(repos, settings),
+                   media=media, uploads=UploadService(repos, media),
+                   tasks=TaskService(repos, media, dispatcher),
                    db_process_alive=db_process_alive)
 
     async def health(self) -> tuple[bool, str]:

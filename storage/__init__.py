@@ -9,10 +9,14 @@ from dataclasses import dataclass
 
 from motor.motor_asyncio import AsyncIOMotorDatabase
 
+from storage.media import MediaStore, PathRefused
 from storage.sessions import SessionRepository
+from storage.tasks import TaskRepository
+from storage.uploads import UploadRepository
 from storage.users import DuplicateUser, UserRepository
 
-__all__ = ["DuplicateUser", "Repositories", "SessionRepository", "UserRepository"]
+__all__ = ["DuplicateUser", "MediaStore", "PathRefused", "Repositories", "SessionRepository",
+           "TaskRepository", "UploadRepository", "UserRepository"]
 
 
 @dataclass
@@ -22,10 +26,13 @@ class Repositories:
     db: AsyncIOMotorDatabase
     users: UserRepository
     sessions: SessionRepository
+    uploads: UploadRepository
+    tasks: TaskRepository
 
     @classmethod
     def over(cls, db: AsyncIOMotorDatabase) -> Repositories:
-        return cls(db=db, users=UserRepository(db), sessions=SessionRepository(db))
+        return cls(db=db, users=UserRepository(db), sessions=SessionRepository(db),
+                   uploads=UploadRepository(db), tasks=TaskRepository(db))
 
 #: Raised by the driver when the database cannot answer; handlers map it to 503.
 from pymongo.errors import PyMongoError as DatabaseError  # noqa: E402

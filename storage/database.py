@@ -24,6 +24,12 @@ async def ensure_indexes(db: AsyncIOMotorDatabase) -> None:
     await db.users.create_index("id", unique=True)
     await db.sessions.create_index("token_hash", unique=True)
     await db.sessions.create_index("user_id")
+    await db.uploads.create_index("filepath", unique=True)
+    await db.uploads.create_index("owner_id")
+    await db.tasks.create_index("task_id", unique=True)
+    await db.tasks.create_index([("owner_id", 1), ("created", -1)])
+    await db.tasks.create_index("state")
+    await db.tus_uploads.create_index("expires")
     for counter in ("users",):  # create counters up front: no upsert race later
         await db.counters.update_one({"_id": counter}, {"$setOnInsert": {"seq": 0}},
                                      upsert=True)

@@ -2,9 +2,11 @@
 
 secantusdb is GPL-2.0, so it is only ever *run* (``secantusd-py``), never imported.
 The child is started on a free loopback port with its WiredTiger files under
-``<data-dir>/db``; it is asked to die with us (``PR_SET_PDEATHSIG``) and its pid is
-written next to the data so a child orphaned by a ``kill -9`` of the server is
-stopped before the next start instead of blocking it.
+``<data-dir>/db`` and ``--sync-on-commit``, so every acknowledged write is in the
+journal and a hard kill loses nothing. That is why it is asked to die with us by
+SIGKILL (``PR_SET_PDEATHSIG``): secantusd's own SIGTERM handler was seen to hang
+without a parent. Its pid is written next to the data so a child that survives
+anyway is stopped before the next start instead of blocking it.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ _PR_SET_PDEATHSIG = 1
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def free_port() -> int:

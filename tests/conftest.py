@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from conf import Settings  # noqa: E402
+from engine.dispatch import LocalDispatcher  # noqa: E402
 from handlers import make_app  # noqa: E402
 from services.context import AppContext  # noqa: E402
 from storage.database import connect, ensure_indexes  # noqa: E402
@@ -63,7 +64,10 @@ def ctx(io_loop, settings: Settings) -> Iterator[AppContext]:
     settings.data_path.mkdir(parents=True, exist_ok=True)
     db = connect(settings.mongo_url, settings.db_name, settings.db_timeout_ms)
     io_loop.run_sync(lambda: ensure_indexes(db))
-    yield AppContext.build(settings, db)
+    context = AppContext.build(settings, db, LocalDispatcher(settings.workers,
+                                                             io_loop.asyncio_loop))
+    yield context
+    io_loop.run_sync(context.tasks.close, timeout=60)
     io_loop.run_sync(lambda: db.client.drop_database(settings.db_name))
     db.client.close()
 

@@ -1,0 +1,226 @@
+"""Run swap jobs in worker processes and bring their progress back.
+
+The service talks to a :class:`Dispatcher`: ``run(job, on_progress)`` awaits one job,
+``cancel(task_id)`` asks it to stop, ``close()`` shuts down. :class:`LocalDispatcher` is
+the single-machine implementation; a distributed one can stand behind the same three
+calls.
+
+Why one single-worker ``ProcessPoolExecutor`` per slot instead of one pool of N: when a
+worker of a shared pool dies, the executor breaks and fails *every* job in it. With
+one executor per slot a crash (``kill -9``, a segfault in native code) fails exactly
+the job on that slot; the slot's executor is rebuilt and the others go on.
+
+Progress and cancellation use multiprocessing primitives handed to each worker at
+start: one queue for ``(task_id, frames_done, frames_total, fps)`` messages (read by
+a thread and handed to the event loop), and a shared array in which slot ``i`` holds
+the sequence number of the job that must stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+from engine.errors import Cancelled, EngineError
+
+log = logging.getLogger(__name__)
+
+#: Seconds between progress messages from a worker (plus one per whole percent).
+PROGRESS_INTERVAL = 0.25
+#: Seconds a cancelled job may take to stop on its own before its process is killed.
+CANCEL_GRACE = 2.0
+
+
+@dataclass(frozen=True)
+class Job:
+    """A picklable description of one swap: paths and options only."""
+
+    task_id: str
+    image_path: str
+    video_path: str
+    out_path: str
+    many_faces: bool = False
+    keep_mouth: bool = False
+    quality: str = "balanced"
+    max_height: int | None = None
+    max_frames: int | None = None
+
+
+ProgressCallback = Callable[[int, int, float], None]
+
+
+class JobFailed(Exception):
+    """The job ended with an error; ``str()`` is the user-facing reason."""
+
+
+class Dispatcher(Protocol):
+    slots: int
+
+    async def run(self, job: Job, on_progress: ProgressCallback) -> dict[str, Any]: ...
+
+    def cancel(self, task_id: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+# -- worker side ----------------------------------------------------------------------
+_worker: dict[str, Any] = {}
+
+
+def _init_worker(slot: int, queue: Any, cancel_flags: Any) -> None:
+    """Pool initializer: keep the channels and warm the models once per process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server handles Ctrl-C
+    _worker.update(slot=slot, queue=queue, cancel=cancel_flags, pid=os.getpid())
+    with contextlib.suppress(Exception):
+        from engine import models
+
+        models.preload()
+
+
+def _run_job(job_fields: dict[str, Any], seq: int) -> dict[str, Any]:
+    import engine
+
+    queue, cancel, slot = _worker["queue"], _worker["cancel"], _worker["slot"]
+    task_id = job_fields["task_id"]
+    queue.put((task_id, "started", os.getpid()))
+    last = [0.0, -1]
+
+    def progress(done: int, total: int, fps: float) -> None:
+        now = time.monotonic()
+        percent = int(100 * done / total) if total else 0
+        if now - last[0] >= PROGRESS_INTERVAL or percent != last[1] or done == total:
+            last[0], last[1] = now, percent
+            queue.put((task_id, "progress", (done, total, fps)))
+
+    job_fields = dict(job_fields)
+    del job_fields["task_id"]
+    out_path = job_fields.pop("out_path")
+    return engine.swap_video(
+        job_fields.pop("image_path"), job_fields.pop("video_path"), out_path, **job_fields,
+        progress=progress, should_cancel=lambda: cancel[slot] == seq)
+
+
+# -- server side ----------------------------------------------------------------------
+class LocalDispatcher:
+    """Jobs on ``slots`` local worker processes, one single-worker executor each."""
+
+    def __init__(self, slots: int, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.slots = max(1, slots)
+        self._mp = multiprocessing.get_context("spawn")  # no fork of a threaded server
+        self._queue = self._mp.Queue()
+        self._cancel = self._mp.Array("q", self.slots, lock=False)
+        self._executors: list[ProcessPoolExecutor | None] = [None] * self.slots
+        self._free: asyncio.Queue[int] = asyncio.Queue()
+        for slot in range(self.slots):
+            self._free.put_nowait(slot)
+        self._seq = 0
+        self._running: dict[str, tuple[int, int]] = {}  # task_id -> (slot, seq)
+        self._pids: dict[str, int] = {}
+        self._listeners: dict[str, ProgressCallback] = {}
+        self._cancelled: set[str] = set()
+        self._loop = loop or asyncio.get_running_loop()
+        self._reader = threading.Thread(target=self._read_queue, name="progress-reader",
+                                        daemon=True)
+        self._reader.start()
+
+    def _executor(self, slot: int) -> ProcessPoolExecutor:
+        executor = self._executors[slot]
+        if executor is None:
+            executor = ProcessPoolExecutor(1, mp_context=self._mp, initializer=_init_worker,
+                                           initargs=(slot, self._queue, self._cancel))
+            self._executors[slot] = executor
+        return executor
+
+    def _read_queue(self) -> None:
+        while True:
+            try:
+                message = self._queue.get()
+            except (EOFError, OSError, ValueError):
+                return
+            if message is None:
+                return
+            with contextlib.suppress(RuntimeError):  # loop closed during shutdown
+                self._loop.call_soon_threadsafe(self._on_message, message)
+
+    def _on_message(self, message: tuple[str, str, Any]) -> None:
+        task_id, kind, payload = message
+        if kind == "started":
+            self._pids[task_id] = payload
+        elif kind == "progress" and task_id in self._listeners:
+            self._listeners[task_id](*payload)
+
+    async def run(self, job: Job, on_progress: ProgressCallback) -> dict[str, Any]:
+        """Run ``job`` on the next free slot; raise :class:`JobFailed` or :class:`Cancelled`."""
+        slot = await self._free.get()
+        self._seq += 1
+        seq = self._seq
+        self._running[job.task_id] = (slot, seq)
+        self._listeners[job.task_id] = on_progress
+        try:
+            if job.task_id in self._cancelled:
+                raise Cancelled("the task was cancelled")
+            future = self._executor(slot).submit(_run_job, asdict(job), seq)
+            return await asyncio.wrap_future(future)
+        except BrokenProcessPool:
+            self._discard(slot)
+            if job.task_id in self._cancelled:
+                raise Cancelled("the task was cancelled") from None
+            raise JobFailed("the worker process running this task crashed") from None
+        except (Cancelled, EngineError):
+            raise
+        except Exception as exc:  # the engine's own bug: one task fails, not the server
+            log.exception("task %s failed unexpectedly", job.task_id)
+            raise JobFailed(f"internal error in the swap engine ({type(exc).__name__})") from exc
+        finally:
+            self._running.pop(job.task_id, None)
+            self._listeners.pop(job.task_id, None)
+            self._pids.pop(job.task_id, None)
+            self._cancelled.discard(job.task_id)
+            self._free.put_nowait(slot)
+
+    def _discard(self, slot: int) -> None:
+        executor, self._executors[slot] = self._executors[slot], None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    def cancel(self, task_id: str) -> None:
+        """Ask the job to stop between frames; kill its process if it does not."""
+        self._cancelled.add(task_id)
+        if task_id not in self._running:
+            return
+        slot, seq = self._running[task_id]
+        self._cancel[slot] = seq
+        self._loop.call_later(CANCEL_GRACE, self._kill_if_still_running, task_id, seq)
+
+    def _kill_if_still_running(self, task_id: str, seq: int) -> None:
+        running = self._running.get(task_id)
+        pid = self._pids.get(task_id)
+        if running and running[1] == seq and pid:
+            log.warning("task %s ignored cancellation; killing worker %d", task_id, pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def worker_pid(self, task_id: str) -> int | None:
+        """The pid of the process running ``task_id`` (for tests and diagnostics)."""
+        return self._pids.get(task_id)
+
+    async def close(self) -> None:
+        for task_id in list(self._running):
+            self.cancel(task_id)
+        for slot in range(self.slots):
+            executor, self._executors[slot] = self._executors[slot], None
+            if executor is not None:
+                await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
+        self._queue.put(None)
+        self._reader.join(timeout=5)

@@ -1,0 +1,105 @@
+"""Swap tasks: start, view, list, cancel, and the live ``/ws/tasks`` feed."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import tornado.websocket
+
+from handlers import fields
+from handlers.base import BaseHandler
+from services import ServiceError
+from services.accounts import User
+
+
+class TaskHandler(BaseHandler):
+    async def acting_user(self, body: dict[str, Any]) -> User:
+        """The caller, or for an administrator the user named in ``username``."""
+        user = self.require_user()
+        name = fields.text(body, "username", required=False, max_len=64)
+        if not name or name == user.username:
+            return user
+        if not user.is_admin:
+            raise ServiceError("username does not match the logged-in user", 403)
+        doc = await self.ctx.repos.users.by_username(name)
+        if doc is None:
+            raise ServiceError("no such user", 404)
+        return User.from_doc(doc)
+
+
+class FaceSwapHandler(TaskHandler):
+    async def post(self) -> None:
+        body = self.body()
+        user = await self.acting_user(body)
+        task_id = await self.ctx.tasks.create(
+            user, fields.text(body, "imagepath", max_len=200),
+            fields.text(body, "videopath", max_len=200),
+            fields.text(body, "swapname", max_len=64),
+            many_faces=fields.boolean(body, "many_faces"),
+            keep_mouth=fields.boolean(body, "keep_mouth"),
+            quality=fields.text(body, "quality", required=False, default="balanced",
+                                max_len=16))
+        self.reply({"status": 0, "task_id": task_id})
+
+
+class ViewTaskHandler(TaskHandler):
+    """``view_task`` has its own envelope: errors are ``status 2`` (never 1 = finished)."""
+
+    def envelope(self, msg: str) -> dict[str, Any]:
+        return {"status": 2, "progress": msg, "msg": msg}
+
+    async def post(self) -> None:
+        body = self.body()
+        user = self.require_user()
+        fields.text(body, "username", required=False, max_len=64)
+        if body.get("username") and body["username"] != user.username and not user.is_admin:
+            raise ServiceError("username does not match the logged-in user", 403)
+        self.reply(await self.ctx.tasks.view(user, fields.text(body, "task_id", max_len=64)))
+
+
+class TaskListHandler(TaskHandler):
+    async def get(self) -> None:
+        self.reply({"status": 0, "tasks": await self.ctx.tasks.list(self.require_user())})
+
+
+class CancelTaskHandler(TaskHandler):
+    async def post(self) -> None:
+        body = self.body()
+        await self.ctx.tasks.cancel(self.require_user(), fields.text(body, "task_id", max_len=64))
+        self.reply({"status": 0})
+
+
+class TaskSocket(BaseHandler, tornado.websocket.WebSocketHandler):
+    """Pushes each change of the caller's tasks; a snapshot of unfinished ones on open.
+
+    Browsers authenticate with the session cookie (Tornado's same-origin check stops
+    other sites from riding on it); other clients pass ``?token=``.
+    """
+
+    def session_token(self) -> str | None:
+        return self.get_query_argument("token", None) or super().session_token()
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        if self.current_user is None:
+            raise ServiceError("please log in first", 401)
+        await super().get(*args, **kwargs)
+
+    def open(self) -> None:
+        self.user = self.current_user
+        self.ctx.tasks.subscribe(self.user.id, self.push)
+        for view in self.ctx.tasks.snapshot(self.user.id):
+            self.push(view)
+
+    def push(self, view: dict[str, Any]) -> None:
+        try:
+            self.write_message(json.dumps(view, ensure_ascii=False, default=str))
+        except tornado.websocket.WebSocketClosedError:
+            self.on_close()
+
+    def on_message(self, message: str | bytes) -> None:
+        pass  # the feed is one-way; pings are handled by Tornado
+
+    def on_close(self) -> None:
+        if getattr(self, "user", None) is not None:
+            self.ctx.tasks.unsubscribe(self.user.id, self.push)

@@ -1,0 +1,286 @@
+"""Swap tasks: validation, a fair queue in front of the dispatcher, live state, subscribers.
+
+State lives in memory while a task is queued or running (the source of truth for
+view_task and the WebSocket) and is written to MongoDB on every state change and at
+most every :data:`DB_WRITE_INTERVAL` seconds in between. On start-up, tasks that an
+earlier run left queued or running are queued again and their partial outputs removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import re
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import engine
+from conf import limits_for
+from engine.dispatch import Dispatcher, Job, JobFailed
+from services import ServiceError
+from services.accounts import User
+from storage import DatabaseError, MediaStore, PathRefused, Repositories
+
+log = logging.getLogger(__name__)
+
+DB_WRITE_INTERVAL = 2.0
+MAX_ACTIVE_PER_USER = 20  #: queued + running tasks one user may have at once
+QUALITIES = ("fast", "balanced", "high")
+SWAPNAME_RE = re.compile(r"^[A-Za-z0-9_\-\u3400-\u4dbf\u4e00-\u9fff][A-Za-z0-9_.\-\u3400-\u4dbf"
+                         r"\u4e00-\u9fff]{0,63}$")
+FINISHED_TEXT = "转换结束"  # the seed's "conversion finished", which old clients look for
+
+Subscriber = Callable[[dict[str, Any]], None]
+
+
+def public_view(task: dict[str, Any]) -> dict[str, Any]:
+    """The view_task / WebSocket object for one task, in the contract's codes."""
+    view = {key: task.get(key) for key in
+            ("task_id", "swapname", "state", "frames_done", "frames_total", "fps", "eta_s")}
+    state = task["state"]
+    if state == "finished":
+        view.update(status=1, progress=FINISHED_TEXT, filepath=task["filepath"])
+    elif state in ("failed", "cancelled"):
+        view.update(status=2, progress=task.get("error") or f"the task was {state}")
+    else:
+        view.update(status=0, progress=task.get("percent", 0.0))
+    return view
+
+
+def listing_view(task: dict[str, Any]) -> dict[str, Any]:
+    view = public_view(task)
+    view.update({key: task.get(key) for key in ("imagepath", "videopath", "many_faces",
+                                                "keep_mouth", "quality", "error")})
+    view["progress_percent"] = 100.0 if task["state"] == "finished" else task.get("percent", 0.0)
+    created = task.get("created")
+    view["created"] = created.isoformat() if isinstance(created, dt.datetime) else created
+    if task["state"] != "finished":
+        view.pop("filepath", None)
+    return view
+
+
+class TaskService:
+    def __init__(self, repos: Repositories, media: MediaStore, dispatcher: Dispatcher) -> None:
+        self.repos = repos
+        self.media = media
+        self.dispatcher = dispatcher
+        self.live: dict[str, dict[str, Any]] = {}  # queued and running tasks
+        self.queue: list[str] = []  # task ids in arrival order
+        self.running: dict[str, asyncio.Task] = {}
+        self.subscribers: dict[int, set[Subscriber]] = {}
+        self._last_write: dict[str, float] = {}
+
+    # -- lifecycle --------------------------------------------------------------------
+    async def recover(self) -> int:
+        """Queue again what an earlier run left unfinished; remove partial outputs."""
+        tasks = await self.repos.tasks.unfinished()
+        for task in tasks:
+            self._remove_partial(task["task_id"])
+            task.update(state="queued", percent=0.0, frames_done=0, fps=None, eta_s=None)
+            await self.repos.tasks.update(task["task_id"], {"state": "queued", "percent": 0.0,
+                                                            "frames_done": 0})
+            self.live[task["task_id"]] = task
+            self.queue.append(task["task_id"])
+        if tasks:
+            log.info("re-queued %d unfinished task(s) from the last run", len(tasks))
+        self._pump()
+        return len(tasks)
+
+    async def close(self) -> None:
+        for task in list(self.running.values()):
+            task.cancel()
+        await self.dispatcher.close()
+
+    # -- requests ---------------------------------------------------------------------
+    async def create(self, user: User, imagepath: str, videopath: str, swapname: str, *,
+                     many_faces: bool = False, keep_mouth: bool = False,
+                     quality: str = "balanced") -> str:
+        if not SWAPNAME_RE.match(swapname) or ".." in swapname:
+            raise ServiceError("swapname must be 1-64 letters, digits, CJK or _ - . characters")
+        if quality not in QUALITIES:
+            raise ServiceError(f"quality must be one of {', '.join(QUALITIES)}")
+        image = await self._own_upload(user, imagepath, "image")
+        video = await self._own_upload(user, videopath, "video")
+        limits = limits_for(user.usertype)
+        if (video.get("duration") or 0) > limits.video_seconds:
+            raise ServiceError(f"the video is longer than your limit of "
+                               f"{limits.video_seconds:.0f} s", 413)
+        filepath = f"{user.username}/{swapname}.mp4"
+        if self.media.exists(filepath) or await self.repos.tasks.output_taken(filepath):
+            raise ServiceError(f"an output named {swapname}.mp4 already exists", 409)
+        if len(await self.repos.tasks.active_for_owner(user.id)) >= MAX_ACTIVE_PER_USER:
+            raise ServiceError("too many unfinished tasks; wait for some to finish", 429)
+        try:
+            await asyncio.to_thread(engine.check_source_face, str(image["path"]))
+        except engine.EngineError as exc:
+            raise ServiceError(str(exc)) from None
+        task = {"task_id": secrets.token_hex(8), "owner_id": user.id,
+                "username": user.username, "usertype": user.usertype,
+                "imagepath": imagepath, "videopath": videopath, "swapname": swapname,
+                "filepath": filepath, "many_faces": many_faces, "keep_mouth": keep_mouth,
+                "quality": quality, "state": "queued", "percent": 0.0, "frames_done": 0,
+                "frames_total": None, "fps": None, "eta_s": None, "error": None}
+        await self.repos.tasks.create(dict(task))
+        task["created"] = dt.datetime.now(dt.UTC)
+        self.live[task["task_id"]] = task
+        self.queue.append(task["task_id"])
+        self._notify(task)
+        self._pump()
+        return task["task_id"]
+
+    async def _own_upload(self, user: User, filepath: str, kind: str) -> dict[str, Any]:
+        try:
+            path = self.media.resolve(filepath, user.username)
+        except PathRefused as exc:
+            raise ServiceError(f"{kind}path: {exc.msg}", exc.code) from None
+        record = await self.repos.uploads.get(filepath)
+        if record is None or record["owner_id"] != user.id:
+            raise ServiceError(f"{kind}path is not one of your uploads", 404)
+        if record["kind"] != kind:
+            raise ServiceError(f"{kind}path is not an uploaded {kind}")
+        return {**record, "path": path}
+
+    async def get(self, user: User, task_id: str) -> dict[str, Any]:
+        task = self.live.get(task_id) or await self.repos.tasks.get(task_id)
+        if task is None or (task["owner_id"] != user.id and not user.is_admin):
+            raise ServiceError("no such task", 404)  # someone else's task does not exist
+        return task
+
+    async def view(self, user: User, task_id: str) -> dict[str, Any]:
+        return public_view(await self.get(user, task_id))
+
+    async def list(self, user: User) -> list[dict[str, Any]]:
+        tasks = await self.repos.tasks.for_owner(user.id)
+        return [listing_view(self.live.get(t["task_id"], t)) for t in tasks]
+
+    def snapshot(self, owner_id: int) -> list[dict[str, Any]]:
+        return [public_view(t) for t in self.live.values() if t["owner_id"] == owner_id]
+
+    async def cancel(self, user: User, task_id: str) -> None:
+        task = await self.get(user, task_id)
+        if task["state"] not in ("queued", "running"):
+            raise ServiceError(f"the task is already {task['state']}", 409)
+        if task_id in self.queue:
+            self.queue.remove(task_id)
+            await self._finish(task, "cancelled", error="the task was cancelled")
+        else:
+            self.dispatcher.cancel(task_id)
+
+    # -- subscribers ------------------------------------------------------------------
+    def subscribe(self, owner_id: int, callback: Subscriber) -> None:
+        self.subscribers.setdefault(owner_id, set()).add(callback)
+
+    def unsubscribe(self, owner_id: int, callback: Subscriber) -> None:
+        callbacks = self.subscribers.get(owner_id)
+        if callbacks is not None:
+            callbacks.discard(callback)
+            if not callbacks:
+                del self.subscribers[owner_id]
+
+    def _notify(self, task: dict[str, Any]) -> None:
+        view = public_view(task)
+        for callback in list(self.subscribers.get(task["owner_id"], ())):
+            callback(view)
+
+    # -- running ----------------------------------------------------------------------
+    def _pump(self) -> None:
+        """Start queued tasks, in order, while slots are free and owners under their limit."""
+        per_owner: dict[int, int] = {}
+        for task_id in self.running:
+            owner = self.live[task_id]["owner_id"]
+            per_owner[owner] = per_owner.get(owner, 0) + 1
+        for task_id in list(self.queue):
+            if len(self.running) >= self.dispatcher.slots:
+                return
+            task = self.live[task_id]
+            owner = task["owner_id"]
+            if per_owner.get(owner, 0) >= limits_for(task["usertype"]).concurrent_tasks:
+                continue
+            per_owner[owner] = per_owner.get(owner, 0) + 1
+            self.queue.remove(task_id)
+            self.running[task_id] = asyncio.create_task(self._execute(task))
+
+    def _temp_output(self, task_id: str) -> Path:
+        return self.media.tmp / f"task-{task_id}.mp4"
+
+    def _remove_partial(self, task_id: str) -> None:
+        for path in self.media.tmp.glob(f"task-{task_id}*"):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    async def _execute(self, task: dict[str, Any]) -> None:
+        task_id = task["task_id"]
+        try:
+            task.update(state="running", started=dt.datetime.now(dt.UTC))
+            await self._save(task, {"state": "running", "started": task["started"]})
+            self._notify(task)
+            owner = task["username"]
+            job = Job(task_id=task_id,
+                      image_path=str(self.media.resolve(task["imagepath"], owner)),
+                      video_path=str(self.media.resolve(task["videopath"], owner)),
+                      out_path=str(self._temp_output(task_id)),
+                      many_faces=task["many_faces"], keep_mouth=task["keep_mouth"],
+                      quality=task["quality"],
+                      max_height=limits_for(task["usertype"]).output_height)
+            result = await self.dispatcher.run(job, lambda *p: self._progress(task, *p))
+            self.media.place(self._temp_output(task_id), task["filepath"])
+            await self._finish(task, "finished", result=result)
+        except engine.Cancelled:
+            await self._finish(task, "cancelled", error="the task was cancelled")
+        except (engine.EngineError, JobFailed) as exc:
+            await self._finish(task, "failed", error=str(exc))
+        except PathRefused as exc:
+            await self._finish(task, "failed", error=f"input file unavailable: {exc.msg}")
+        except asyncio.CancelledError:  # server shutdown: leave it queued for the next start
+            raise
+        except Exception:
+            log.exception("task %s failed", task_id)
+            await self._finish(task, "failed", error="internal error while running the task")
+        finally:
+            self.running.pop(task_id, None)
+            self._pump()
+
+    def _progress(self, task: dict[str, Any], done: int, total: int, fps: float) -> None:
+        if task["state"] != "running":
+            return
+        task.update(frames_done=done, frames_total=total, fps=round(fps, 2),
+                    percent=round(min(99.9, 100.0 * done / total), 1) if total else 0.0,
+                    eta_s=round((total - done) / fps, 1) if fps and total else None)
+        self._notify(task)
+        if time.monotonic() - self._last_write.get(task["task_id"], 0.0) >= DB_WRITE_INTERVAL:
+            asyncio.ensure_future(self._save(task, {
+                key: task[key] for key in ("frames_done", "frames_total", "fps", "percent",
+                                           "eta_s")}))
+
+    async def _finish(self, task: dict[str, Any], state: str, *, error: str | None = None,
+                      result: dict[str, Any] | None = None) -> None:
+        task.update(state=state, error=error, finished=dt.datetime.now(dt.UTC), eta_s=None)
+        if state == "finished":
+            task.update(percent=100.0, frames_done=result.get("frames"),
+                        frames_total=result.get("frames"),
+                        swapped_frames=result.get("swapped_frames"))
+        else:
+            self._remove_partial(task["task_id"])
+        self.live.pop(task["task_id"], None)
+        fields = {key: task.get(key) for key in ("state", "error", "finished", "percent",
+                                                 "frames_done", "frames_total", "fps",
+                                                 "eta_s", "swapped_frames")}
+        await self._save(task, fields, final=True)
+        self._last_write.pop(task["task_id"], None)
+        self._notify(task)
+
+    async def _save(self, task: dict[str, Any], fields: dict[str, Any], final: bool = False
+                    ) -> None:
+        self._last_write[task["task_id"]] = time.monotonic()
+        for attempt in range(5 if final else 1):
+            try:
+                await self.repos.tasks.update(task["task_id"], fields)
+                return
+            except DatabaseError:
+                log.warning("could not save task %s (attempt %d)", task["task_id"], attempt + 1)
+                await asyncio.sleep(1.0)

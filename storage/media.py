@@ -1,0 +1,121 @@
+"""The media folder layout and the one function that turns a client path into a file.
+
+Layout under the data dir: ``media/<username>/<stored name>`` for uploads and results,
+``tmp/`` for bytes in flight (same file system, so finishing is an atomic rename).
+Client paths are ``<username>/<name>``; :meth:`MediaStore.resolve` refuses anything
+that could leave the user's folder: ``..``, absolute paths, encoded or doubled
+separators, hidden names, symlinks, and other users' folders.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import stat
+import unicodedata
+from pathlib import Path
+
+_CHARS = r"A-Za-z0-9_\-\u3400-\u4dbf\u4e00-\u9fff"
+NAME_RE = re.compile(rf"^[{_CHARS}][{_CHARS}.]{{0,127}}$")  # no hidden or temp (dot) names
+USER_RE = re.compile(rf"^[{_CHARS}.]{{3,32}}$")
+
+
+class PathRefused(Exception):
+    """A client path that does not name a file the caller may have: ``code`` is 400/403/404."""
+
+    def __init__(self, msg: str, code: int) -> None:
+        super().__init__(msg)
+        self.msg = msg
+        self.code = code
+
+
+def sanitise_stem(name: str, fallback: str = "file") -> str:
+    """A safe file stem from a client's file name: letters, digits, CJK, ``_-.``; no dots first."""
+    stem = Path(unicodedata.normalize("NFKC", name).replace("\\", "/")).name
+    stem = stem.rsplit(".", 1)[0] if "." in stem else stem
+    stem = re.sub(r"[^A-Za-z0-9_\-\u3400-\u4dbf\u4e00-\u9fff]+", "_", stem).strip("_.-")
+    return stem[:60] or fallback
+
+
+class MediaStore:
+    def __init__(self, data_dir: Path) -> None:
+        self.root = (Path(data_dir) / "media").resolve()
+        self.tmp = (Path(data_dir) / "tmp").resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.tmp.mkdir(parents=True, exist_ok=True)
+
+    def user_dir(self, username: str) -> Path:
+        if not USER_RE.match(username) or username.startswith("."):
+            raise PathRefused("invalid user folder", 400)
+        path = self.root / username
+        path.mkdir(exist_ok=True)
+        return path
+
+    def temp_path(self, suffix: str = ".part") -> Path:
+        """A fresh, unused path under tmp/ (nothing is created)."""
+        return self.tmp / f"{secrets.token_hex(12)}{suffix}"
+
+    def store(self, temp: Path, username: str, original_name: str, extension: str) -> str:
+        """Move a checked temp file into the user's folder under a unique name.
+
+        Returns the client path ``<username>/<stored name>``. ``os.link`` + unlink makes
+        the name claim atomic: an existing file is never overwritten.
+        """
+        folder = self.user_dir(username)
+        stem = sanitise_stem(original_name)
+        for _ in range(10):
+            name = f"{stem}-{secrets.token_hex(4)}{extension}"
+            try:
+                os.link(temp, folder / name)
+            except FileExistsError:
+                continue
+            os.unlink(temp)
+            return f"{username}/{name}"
+        raise OSError("could not find a free file name")
+
+    def place(self, temp: Path, filepath: str) -> Path:
+        """Move ``temp`` to the exact client path ``filepath`` (results named by the user)."""
+        username, name = self.split(filepath)
+        target = self.user_dir(username) / name
+        os.replace(temp, target)
+        return target
+
+    @staticmethod
+    def split(filepath: str) -> tuple[str, str]:
+        """``<username>/<name>`` → its two parts, refusing every other shape."""
+        if not isinstance(filepath, str) or "\x00" in filepath or "%" in filepath \
+                or "\\" in filepath:
+            raise PathRefused("invalid path", 400)
+        parts = filepath.split("/")
+        if len(parts) != 2 or not USER_RE.match(parts[0]) or not NAME_RE.match(parts[1]) \
+                or ".." in parts[1]:
+            raise PathRefused("invalid path: expected <username>/<file name>", 400)
+        return parts[0], parts[1]
+
+    def resolve(self, filepath: str, username: str, is_admin: bool = False) -> Path:
+        """The file behind ``filepath`` if ``username`` may read it, else :class:`PathRefused`."""
+        owner, name = self.split(filepath)
+        if owner != username and not is_admin:
+            raise PathRefused("this file belongs to another user", 403)
+        path = self.root / owner / name
+        try:
+            info = os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            raise PathRefused("no such file", 404) from None
+        if not stat.S_ISREG(info.st_mode) or path.resolve().parent != self.root / owner:
+            raise PathRefused("no such file", 404)
+        return path
+
+    def exists(self, filepath: str) -> bool:
+        owner, name = self.split(filepath)
+        return os.path.lexists(self.root / owner / name)
+
+    def remove(self, filepath: str) -> None:
+        owner, name = self.split(filepath)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.root / owner / name)
+
+    def relative(self, path: Path) -> str:
+        return str(path.relative_to(self.root))

@@ -1,0 +1,42 @@
+"""Swap tasks (``tasks``): their state as last written by the task service."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from motor.motor_asyncio import AsyncIOMotorDatabase
+
+ACTIVE = ("queued", "running")
+
+
+class TaskRepository:
+    def __init__(self, db: AsyncIOMotorDatabase) -> None:
+        self.tasks = db.tasks
+
+    async def create(self, doc: dict[str, Any]) -> None:
+        await self.tasks.insert_one({**doc, "created": dt.datetime.now(dt.UTC)})
+
+    async def get(self, task_id: str) -> dict[str, Any] | None:
+        return await self.tasks.find_one({"task_id": task_id}, {"_id": 0})
+
+    async def update(self, task_id: str, fields: dict[str, Any]) -> None:
+        await self.tasks.update_one({"task_id": task_id}, {"$set": fields})
+
+    async def for_owner(self, owner_id: int, limit: int = 200) -> list[dict[str, Any]]:
+        cursor = self.tasks.find({"owner_id": owner_id}, {"_id": 0}).sort("created", -1)
+        return await cursor.limit(limit).to_list(limit)
+
+    async def active_for_owner(self, owner_id: int) -> list[dict[str, Any]]:
+        return await self.tasks.find({"owner_id": owner_id, "state": {"$in": list(ACTIVE)}},
+                                     {"_id": 0}).to_list(None)
+
+    async def output_taken(self, filepath: str) -> bool:
+        """Whether an unfinished or finished task already produces ``filepath``."""
+        return await self.tasks.find_one(
+            {"filepath": filepath, "state": {"$in": [*ACTIVE, "finished"]}}, {"_id": 1}) is not None
+
+    async def unfinished(self) -> list[dict[str, Any]]:
+        """Tasks a previous run left queued or running, oldest first (restart recovery)."""
+        cursor = self.tasks.find({"state": {"$in": list(ACTIVE)}}, {"_id": 0}).sort("created", 1)
+        return await cursor.to_list(None)
