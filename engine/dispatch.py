@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -79,8 +80,16 @@ _worker: dict[str, Any] = {}
 
 
 def _init_worker(slot: int, queue: Any, cancel_flags: Any) -> None:
-    """Pool initializer: keep the channels and warm the models once per process."""
+    """Pool initializer: keep the channels and warm the models once per process.
+
+    A worker must not outlive a server killed with SIGKILL: it would go on writing a
+    task that the restarted server has already queued again.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server handles Ctrl-C
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the server died before the line above ran
+            os._exit(1)
     _worker.update(slot=slot, queue=queue, cancel=cancel_flags, pid=os.getpid())
     with contextlib.suppress(Exception):
         from engine import models

@@ -9,11 +9,11 @@ earlier run left queued or running are queued again and their partial outputs re
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import re
 import secrets
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -206,12 +206,14 @@ class TaskService:
             self.running[task_id] = asyncio.create_task(self._execute(task))
 
     def _temp_output(self, task_id: str) -> Path:
-        return self.media.tmp / f"task-{task_id}.mp4"
+        """Each task writes inside its own folder under tmp/, whatever temp names the
+        engine picks, so one rmtree removes every partial file of the task."""
+        folder = self.media.tmp / f"task-{task_id}"
+        folder.mkdir(exist_ok=True)
+        return folder / "out.mp4"
 
     def _remove_partial(self, task_id: str) -> None:
-        for path in self.media.tmp.glob(f"task-{task_id}*"):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+        shutil.rmtree(self.media.tmp / f"task-{task_id}", ignore_errors=True)
 
     async def _execute(self, task: dict[str, Any]) -> None:
         task_id = task["task_id"]
@@ -229,6 +231,7 @@ class TaskService:
                       max_height=limits_for(task["usertype"]).output_height)
             result = await self.dispatcher.run(job, lambda *p: self._progress(task, *p))
             self.media.place(self._temp_output(task_id), task["filepath"])
+            self._remove_partial(task_id)
             await self._finish(task, "finished", result=result)
         except engine.Cancelled:
             await self._finish(task, "cancelled", error="the task was cancelled")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -90,3 +92,45 @@ def test_create_admin_cli(tmp_path: Path):
         assert body["userdata"]["usertype"] == 3000
     finally:
         srv.stop()
+
+
+def test_server_killed_mid_task_runs_it_after_restart(server, testdata, tmp_path):
+    from tests.media import cut_clip, multipart
+
+    server.start()
+    request(server.port, "/api/mgr/customers", {
+        "action": "add_customer", "data": {"username": "alice", "password": "secret123"}})
+    _, login = request(server.port, "/api/mgr/customers", {
+        "action": "login", "data": {"username": "alice", "password": "secret123"}})
+    token = login["token"]
+    paths = {}
+    for kind, name, data in (
+            ("image", "f.jpg", (testdata / "face_woman.jpg").read_bytes()),
+            ("video", "v.mp4", cut_clip(testdata / "talk_480sq_33s.mp4", tmp_path / "v.mp4",
+                                        6.0).read_bytes())):
+        body, ctype = multipart({"filetype": kind}, "file", name, data)
+        req = urllib.request.Request(f"http://127.0.0.1:{server.port}/video/upload", data=body,
+                                     headers={"Content-Type": ctype,
+                                              "Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            paths[kind] = json.loads(resp.read())["filepath"]
+    _, task = request(server.port, "/video/faceswap", {
+        "imagepath": paths["image"], "videopath": paths["video"], "swapname": "survivor"},
+        token=token)
+    deadline = time.monotonic() + 60
+    while request(server.port, "/video/view_task", {"task_id": task["task_id"]},
+                  token=token)[1].get("state") != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    server.stop(signal.SIGKILL)
+    server.start()
+    deadline = time.monotonic() + 120
+    while True:
+        _, view = request(server.port, "/video/view_task", {"task_id": task["task_id"]},
+                          token=token)
+        if view["state"] in ("finished", "failed", "cancelled"):
+            break
+        assert time.monotonic() < deadline, view
+        time.sleep(0.2)
+    assert view["state"] == "finished" and view["filepath"] == "alice/survivor.mp4"
+    assert not [p for p in (server.data_dir / "tmp").iterdir()]
