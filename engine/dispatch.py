@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds between progress messages from a worker (plus one per whole percent).
 PROGRESS_INTERVAL = 0.25
+#: Scheduling niceness of worker processes (higher = yields to the server).
+WORKER_NICENESS = 10
 #: Seconds a cancelled job may take to stop on its own before its process is killed.
 CANCEL_GRACE = 2.0
 
@@ -58,7 +60,9 @@ class Job:
     max_frames: int | None = None
 
 
-ProgressCallback = Callable[[int, int, float], None]
+#: ``(frames_done, frames_total, fps, sent_at)``; ``sent_at`` is the worker's
+#: ``time.time()`` when it reported, so latency to the client can be measured.
+ProgressCallback = Callable[[int, int, float, float], None]
 
 
 class JobFailed(Exception):
@@ -86,6 +90,9 @@ def _init_worker(slot: int, queue: Any, cancel_flags: Any) -> None:
     task that the restarted server has already queued again.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server handles Ctrl-C
+    # Swaps are batch work: the event loop answering requests must win the CPU.
+    with contextlib.suppress(OSError):
+        os.nice(WORKER_NICENESS)
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
         if os.getppid() == 1:  # the server died before the line above ran
@@ -110,7 +117,7 @@ def _run_job(job_fields: dict[str, Any], seq: int) -> dict[str, Any]:
         percent = int(100 * done / total) if total else 0
         if now - last[0] >= PROGRESS_INTERVAL or percent != last[1] or done == total:
             last[0], last[1] = now, percent
-            queue.put((task_id, "progress", (done, total, fps)))
+            queue.put((task_id, "progress", (done, total, fps, time.time())))
 
     job_fields = dict(job_fields)
     del job_fields["task_id"]

@@ -41,7 +41,8 @@ Subscriber = Callable[[dict[str, Any]], None]
 def public_view(task: dict[str, Any]) -> dict[str, Any]:
     """The view_task / WebSocket object for one task, in the contract's codes."""
     view = {key: task.get(key) for key in
-            ("task_id", "swapname", "state", "frames_done", "frames_total", "fps", "eta_s")}
+            ("task_id", "swapname", "state", "frames_done", "frames_total", "fps", "eta_s",
+             "reported_at")}
     state = task["state"]
     if state == "finished":
         view.update(status=1, progress=FINISHED_TEXT, filepath=task["filepath"])
@@ -248,10 +249,11 @@ class TaskService:
             self.running.pop(task_id, None)
             self._pump()
 
-    def _progress(self, task: dict[str, Any], done: int, total: int, fps: float) -> None:
+    def _progress(self, task: dict[str, Any], done: int, total: int, fps: float,
+                  sent_at: float) -> None:
         if task["state"] != "running":
             return
-        task.update(frames_done=done, frames_total=total, fps=round(fps, 2),
+        task.update(frames_done=done, frames_total=total, fps=round(fps, 2), reported_at=sent_at,
                     percent=round(min(99.9, 100.0 * done / total), 1) if total else 0.0,
                     eta_s=round((total - done) / fps, 1) if fps and total else None)
         self._notify(task)
