@@ -41,7 +41,15 @@ class IndexHandler(BaseHandler):
         self.finish(index.read_bytes())
 
 
-class AssetHandler(tornado.web.StaticFileHandler):
+class AssetHandler(BaseHandler, tornado.web.StaticFileHandler):
+    """The page's files; errors in the JSON envelope like everywhere else."""
+
+    def initialize(self, path: str) -> None:  # type: ignore[override]
+        tornado.web.StaticFileHandler.initialize(self, path)
+
+    async def prepare(self) -> None:  # public files: no session lookup
+        self.current_user = None
+
     def set_extra_headers(self, path: str) -> None:
         security_headers(self)
         self.set_header("Cache-Control", "no-cache")

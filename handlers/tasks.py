@@ -83,6 +83,8 @@ class TaskSocket(BaseHandler, tornado.websocket.WebSocketHandler):
     async def get(self, *args: Any, **kwargs: Any) -> None:
         if self.current_user is None:
             raise ServiceError("please log in first", 401)
+        if self.request.headers.get("Upgrade", "").lower() != "websocket":
+            raise ServiceError("this is a WebSocket endpoint; connect with a WebSocket client")
         await super().get(*args, **kwargs)
 
     def open(self) -> None:

@@ -42,13 +42,17 @@ class Server:
     def start(self, *extra_args: str) -> Server:
         env = {**os.environ, "FACESWAP_BCRYPT_ROUNDS": "6"}
         env.pop("FACESWAP_MONGO_URL", None)
-        self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "server.py"), "--port", str(self.port),
-             "--data-dir", str(self.data_dir), "--workers", "1", *extra_args],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # The log goes to a file: a pipe nobody reads fills up and blocks the server.
+        self.log = self.data_dir.parent / f"server-{self.port}.log"
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(ROOT / "server.py"), "--port", str(self.port),
+                 "--data-dir", str(self.data_dir), "--workers", "1", *extra_args],
+                env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.proc.stderr.read().decode()
+            assert self.proc.poll() is None, self.log.read_text()[-3000:]
             try:
                 if request(self.port, "/healthz")[0] == 200:
                     return self
