@@ -1,6 +1,7 @@
 """Command line and wiring: settings → database → context → Tornado application.
 
     python server.py [--host H] [--port P] [--data-dir D] [--mongo-url URL] [--workers N]
+                     [--executor local|dask://HOST:8786]
     python server.py create-admin USERNAME --password PASSWORD [--data-dir D | --mongo-url URL]
 
 Without a MongoDB URL the embedded secantusdb server is started as a child process
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import conf
 from conf import Settings
-from engine.dispatch import LocalDispatcher
+from engine.dispatch import Dispatcher, LocalDispatcher
 from handlers import make_app
 from services.context import AppContext
 from storage.database import connect, ensure_indexes
@@ -57,8 +58,13 @@ async def open_context(
     ctx = None
     try:
         await ensure_indexes(db)
-        ctx = AppContext.build(settings, db, LocalDispatcher(settings.workers),
-                               embedded.alive if embedded else None)
+        if settings.executor == "local":
+            dispatcher: Dispatcher = LocalDispatcher(settings.workers)
+        else:  # imported here: the local default never loads distributed
+            from engine.dask_dispatch import DaskDispatcher
+
+            dispatcher = await DaskDispatcher.connect(settings.executor)
+        ctx = AppContext.build(settings, db, dispatcher, embedded.alive if embedded else None)
         yield ctx, embedded
     finally:
         if ctx is not None:
@@ -69,12 +75,14 @@ async def open_context(
 
 
 async def housekeeping(ctx: AppContext, interval: float = 600.0) -> None:
-    """Periodic clean-up: expired resumable uploads."""
+    """Periodic clean-up: expired resumable uploads and results past their retention."""
     while True:
         try:
             removed = await ctx.uploads.expire_partial()
-            if removed:
-                log.info("removed %d expired partial upload(s)", removed)
+            expired = await ctx.tasks.expire_results(ctx.settings.result_retention_days)
+            if removed or expired:
+                log.info("removed %d expired partial upload(s), %d expired result(s)",
+                         removed, expired)
         except Exception:
             log.exception("housekeeping failed")
         await asyncio.sleep(interval)
@@ -103,6 +111,7 @@ async def serve(settings: Settings) -> None:
         app = make_app(ctx, cookie_secret(settings))
         server = app.listen(settings.port, settings.host, max_body_size=1024 * 1024,
                             idle_connection_timeout=120)
+        ctx.uploads.remove_stale_temp()
         await ctx.tasks.recover()
         background = [asyncio.create_task(housekeeping(ctx))]
         if embedded:

@@ -64,6 +64,10 @@ class Settings:
     db_name: str = field(default="faceswap", metadata={"help": "database name"})
     workers: int = field(default=os.cpu_count() or 1, metadata={
         "help": "size of the swap process pool (default: the CPU count)"})
+    executor: str = field(default="local", metadata={
+        "help": "where swaps run: 'local' (the process pool above) or dask://host:port, a "
+                "Dask scheduler whose workers mount the data dir at the same path "
+                "(docs/scaling.md)"})
     cookie_secret: str = field(default="", metadata={
         "help": "secret signing session cookies; empty: generated once and kept in "
                 "<data-dir>/cookie_secret so sessions survive restarts"})
@@ -75,6 +79,14 @@ class Settings:
         "help": "bcrypt cost factor (2^N rounds); 12 takes ~0.25 s per hash here"})
     db_timeout_ms: int = field(default=3000, metadata={
         "help": "how long a request waits for the database before it fails with 503"})
+    login_failures_per_user: int = field(default=5, metadata={
+        "help": "failed logins for one username within the window before 429"})
+    login_failures_per_address: int = field(default=20, metadata={
+        "help": "failed logins from one address within the window before 429"})
+    login_window_minutes: float = field(default=15.0, metadata={
+        "help": "the login throttling window"})
+    result_retention_days: float = field(default=0.0, metadata={
+        "help": "delete finished results this many days after they were made; 0 keeps them"})
     tus_expiry_hours: float = field(default=24.0, metadata={
         "help": "unfinished resumable uploads are deleted this long after they were created"})
     debug: bool = field(default=False, metadata={

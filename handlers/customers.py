@@ -45,7 +45,8 @@ class CustomersHandler(BaseHandler):
         data = _customer_data(body)
         username = fields.text(data, "username", max_len=64)
         password = fields.text(data, "password", max_len=256)
-        user, token = await self.ctx.accounts.login(username, password)
+        user, token = await self.ctx.accounts.login(username, password,
+                                                    self.request.remote_ip or "")
         self.set_signed_cookie(SESSION_COOKIE, token, expires_days=self.ctx.settings.session_days,
                                httponly=True, samesite="Lax",
                                secure=self.ctx.settings.secure_cookies)

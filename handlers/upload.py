@@ -141,7 +141,7 @@ class UploadHandler(StreamingBodyHandler):
         self.tail = (self.tail + chunk)[-256:]
         try:
             self.parser.data_received(chunk)
-        except ParseFailedException:
+        except (ParseFailedException, ValueError):  # ValueError: non-UTF-8 part headers
             raise ServiceError("malformed multipart body") from None
 
     async def post(self) -> None:

@@ -12,6 +12,7 @@ import bcrypt
 
 from conf import ADMIN, FREE, USERTYPES, Settings
 from services import ServiceError
+from services.throttle import LoginThrottle
 from storage import DuplicateUser, Repositories
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.\-\u3400-\u4dbf\u4e00-\u9fff]{3,32}$")
@@ -65,6 +66,9 @@ class AccountService:
         # A real hash to compare against when the user does not exist, so that an
         # unknown name costs as much time as a wrong password (no user enumeration).
         self._dummy_hash = bcrypt.hashpw(b"dummy-password", bcrypt.gensalt(4))
+        self.throttle = LoginThrottle(settings.login_failures_per_user,
+                                      settings.login_failures_per_address,
+                                      settings.login_window_minutes * 60)
 
     async def _hash(self, password: str) -> str:
         salt = bcrypt.gensalt(self.settings.bcrypt_rounds)
@@ -90,14 +94,24 @@ class AccountService:
         except DuplicateUser:
             raise ServiceError(DUPLICATE_MSG, 409) from None
 
-    async def login(self, username: str, password: str) -> tuple[User, str]:
-        """Check the password and open a session; the same refusal for any bad pair."""
+    async def login(self, username: str, password: str, address: str = "") -> tuple[User, str]:
+        """Check the password and open a session; the same refusal for any bad pair.
+
+        Repeated failures for one username or from one address are refused with 429
+        before any password is checked.
+        """
+        wait = self.throttle.retry_after(username, address)
+        if wait > 0:
+            raise ServiceError(f"too many failed logins; try again in {wait / 60:.0f} minutes",
+                               429)
         doc = await self.repos.users.by_username(username) if USERNAME_RE.match(username) \
             else None
         hashed = doc["password_hash"].encode() if doc else self._dummy_hash
         ok = len(password.encode()) <= PASSWORD_MAX_BYTES and await self._verify(password, hashed)
         if not doc or not ok:
+            self.throttle.failed(username, address)
             raise ServiceError(BAD_LOGIN_MSG, 401)
+        self.throttle.succeeded(username)
         token = await self.repos.sessions.create(
             int(doc["id"]), dt.timedelta(days=self.settings.session_days))
         return User.from_doc(doc), token

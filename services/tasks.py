@@ -46,7 +46,7 @@ def public_view(task: dict[str, Any]) -> dict[str, Any]:
     state = task["state"]
     if state == "finished":
         view.update(status=1, progress=FINISHED_TEXT, filepath=task["filepath"])
-    elif state in ("failed", "cancelled"):
+    elif state in ("failed", "cancelled", "expired"):
         view.update(status=2, progress=task.get("error") or f"the task was {state}")
     else:
         view.update(status=0, progress=task.get("percent", 0.0))
@@ -90,6 +90,19 @@ class TaskService:
         if tasks:
             log.info("re-queued %d unfinished task(s) from the last run", len(tasks))
         self._pump()
+        return len(tasks)
+
+    async def expire_results(self, retention_days: float) -> int:
+        """Delete results older than ``retention_days`` (0: keep forever); the task stays
+        listed as ``expired`` so its owner learns what happened."""
+        if retention_days <= 0:
+            return 0
+        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=retention_days)
+        tasks = await self.repos.tasks.finished_before(cutoff)
+        for task in tasks:
+            self.media.remove(task["filepath"])
+            await self.repos.tasks.update(task["task_id"], {
+                "state": "expired", "error": "the result was deleted after the retention period"})
         return len(tasks)
 
     async def close(self) -> None:

@@ -90,6 +90,14 @@ class UploadService:
         except engine.EngineError as exc:
             raise ServiceError(str(exc), 415) from None
 
+    def remove_stale_temp(self) -> int:
+        """At start-up: one-shot uploads that were in flight when the server stopped."""
+        stale = [p for p in self.media.tmp.glob("*.part") if not p.name.startswith("tus-")]
+        for path in stale:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        return len(stale)
+
     async def expire_partial(self) -> int:
         """Delete resumable uploads that were not finished in time (file and record)."""
         expired = await self.repos.uploads.tus_expired(dt.datetime.now(dt.UTC))

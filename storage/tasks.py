@@ -36,6 +36,10 @@ class TaskRepository:
         return await self.tasks.find_one(
             {"filepath": filepath, "state": {"$in": [*ACTIVE, "finished"]}}, {"_id": 1}) is not None
 
+    async def finished_before(self, cutoff: dt.datetime) -> list[dict[str, Any]]:
+        return await self.tasks.find({"state": "finished", "finished": {"$lt": cutoff}},
+                                     {"_id": 0}).to_list(None)
+
     async def unfinished(self) -> list[dict[str, Any]]:
         """Tasks a previous run left queued or running, oldest first (restart recovery)."""
         cursor = self.tasks.find({"state": {"$in": list(ACTIVE)}}, {"_id": 0}).sort("created", 1)
