@@ -28,6 +28,7 @@ from handlers.base import BaseHandler
 from services import ServiceError
 from services.uploads import check_kind
 
+WRITE_BATCH = 1024 * 1024  #: bytes collected before one write on a worker thread
 MULTIPART_OVERHEAD = 64 * 1024  #: room for the form fields around the file part
 BODY_TIMEOUT = 3600.0  #: seconds a slow client may take for one request body
 TUS_VERSION = "1.0.0"
@@ -66,12 +67,18 @@ class StreamingBodyHandler(BaseHandler):
     limit = 0
     received = 0
     failure: ServiceError | None = None
+    _expected = 0
+
+    def initialize(self) -> None:
+        self._pending: list[bytes] = []
+        self._pending_size = 0
 
     def start_body(self, limit: int) -> None:
         declared = self.request.headers.get("Content-Length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             raise ServiceError("the upload is larger than your limit", 413)
         self.limit = limit
+        self._expected = int(declared) if declared is not None else limit + 1
         # Tornado's own cap (a bare 400) sits above ours so that ours answers first.
         self.request.connection.set_max_body_size(limit + 1024 * 1024)
         self.request.connection.set_body_timeout(BODY_TIMEOUT)
@@ -81,18 +88,38 @@ class StreamingBodyHandler(BaseHandler):
         if self.received > self.limit:
             raise ServiceError("the upload is larger than your limit", 413)
 
-    def data_received(self, chunk: bytes) -> None:
-        """Feed ``consume``; on a failure answer at once and drop the rest of the body
-        (Tornado closes the connection when a response ends before its request)."""
+    async def data_received(self, chunk: bytes) -> None:
+        """Collect the body and hand it to ``consume`` in 1 MiB pieces on a thread.
+
+        Disk writes can stall for seconds under write-back pressure; on the event loop
+        that would stall every other client. Tornado reads no further while this
+        coroutine runs, so memory stays bounded. On a failure answer at once and drop
+        the rest (Tornado closes a connection whose response ends before its request).
+        """
         if self.failure is not None:
             return
         try:
             self.count(chunk)
-            self.consume(chunk)
+            self._pending.append(chunk)
+            self._pending_size += len(chunk)
+            if self._pending_size >= WRITE_BATCH or self.received >= self._expected:
+                await self.flush_body()
         except (ServiceError, OSError) as exc:
             self.failure = exc if isinstance(exc, ServiceError) else _disk_error(exc)
             self.cleanup()
             self.send_error(self.failure.code, exc_info=(ServiceError, self.failure, None))
+
+    async def flush_body(self) -> None:
+        data, self._pending, self._pending_size = b"".join(self._pending), [], 0
+        if data:
+            await self.ctx.uploads.run_io(self.consume, data)
+
+    async def complete_body(self) -> None:
+        """Write what is still buffered; call first in the method that ends the body."""
+        try:
+            await self.flush_body()
+        except OSError as exc:
+            raise _disk_error(exc) from None
 
     def consume(self, chunk: bytes) -> None:
         raise NotImplementedError
@@ -145,6 +172,7 @@ class UploadHandler(StreamingBodyHandler):
             raise ServiceError("malformed multipart body") from None
 
     async def post(self) -> None:
+        await self.complete_body()
         user = self.require_user()
         assert self.target is not None
         if not self.tail.rstrip(b"\r\n").endswith(b"--"):
@@ -288,6 +316,7 @@ class TusHandler(StreamingBodyHandler):
         self.set_header("Cache-Control", "no-store")
 
     async def patch(self, upload_id: str) -> None:
+        await self.complete_body()
         assert self.upload is not None and self.part is not None
         self.cleanup()
         offset = self.part.stat().st_size

@@ -10,8 +10,10 @@ import asyncio
 import contextlib
 import datetime as dt
 import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import engine
 from conf import limits_for
@@ -19,6 +21,7 @@ from services import ServiceError
 from services.accounts import User
 from storage import MediaStore, Repositories
 
+T = TypeVar("T")
 KINDS = ("image", "video")
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 VIDEO_EXTENSIONS = {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi"}
@@ -46,6 +49,13 @@ class UploadService:
     def __init__(self, repos: Repositories, media: MediaStore) -> None:
         self.repos = repos
         self.media = media
+        # Upload disk writes and content probes get threads of their own: on the loop's
+        # default executor they would starve motor (which runs its I/O there) and bcrypt.
+        self.io = ThreadPoolExecutor(4, thread_name_prefix="upload-io")
+
+    async def run_io(self, func: Callable[..., T], *args: Any) -> T:
+        """Run blocking file work for an upload on the upload threads."""
+        return await asyncio.get_running_loop().run_in_executor(self.io, func, *args)
 
     def tus_part(self, upload_id: str) -> Path:
         """Where the bytes of a resumable upload collect until it is complete."""
@@ -64,7 +74,7 @@ class UploadService:
                 raise ServiceError("the uploaded file is empty")
             if size > self.max_bytes(user):
                 raise ServiceError("the file is larger than your upload limit", 413)
-            info = await asyncio.to_thread(self._probe, kind, temp)
+            info = await self.run_io(self._probe, kind, temp)
             limit = limits_for(user.usertype).video_seconds
             if kind == "video" and (info.get("duration") or 0) > limit:
                 raise ServiceError(
