@@ -35,7 +35,9 @@ def test_openapi_documents_exactly_the_routes(tmp_path):
     matched = set()
     for path in documented:
         uri = re.sub(r"\{(\w+)\}", lambda m: EXAMPLES[m.group(1)], path)
-        req = tornado.httputil.HTTPServerRequest(method="GET", uri=uri)
+        req = tornado.httputil.HTTPServerRequest(
+            start_line=tornado.httputil.RequestStartLine("GET", uri, "HTTP/1.1"),
+            headers=tornado.httputil.HTTPHeaders({"Host": "localhost"}))
         delegate = app.find_handler(req)
         assert delegate.handler_class is not NotFoundHandler, f"{path} is not routed"
         matched.add(delegate.handler_class)
