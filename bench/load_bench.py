@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import subprocess
 import sys
 import tempfile
@@ -29,10 +28,8 @@ from service_bench import (  # noqa: E402
     Client,
     MemoryWatch,
     Server,
-    cut_clip,
     faststart_copy,
     healthz_latencies,
-    multipart,
     percentile,
 )
 
@@ -57,18 +54,9 @@ async def watcher(url: str, stop: asyncio.Event, counts: dict[str, int]) -> None
 
 async def run(server: Server, args: argparse.Namespace, work: Path) -> None:
     client = Client(server.port)
-    client.token = (await client.call("/api/mgr/customers", {
-        "action": "login", "data": {"username": "bench", "password": "benchpass1"}}))["token"]
+    await client.login()
     counts = {"errors": 0, "messages": 0}
-    image = (TESTDATA / "face_woman.jpg").read_bytes()
-    body, ctype = multipart({"filetype": "image"}, "file", "f.jpg", image)
-    resp = await client.http.fetch(client.base + "/video/upload", method="POST", body=body,
-                                   headers={"Content-Type": ctype,
-                                            "Authorization": f"Bearer {client.token}"})
-    imagepath = json.loads(resp.body)["filepath"]
-    clip = cut_clip(TESTDATA / "talk_480sq_33s.mp4", work / "clip.mp4", 10.0).read_bytes()
-    _, reply = await client.upload(clip, len(clip) + 1024, "clip.mp4")
-    videopath = reply["filepath"]
+    imagepath, videopath = await client.swap_inputs(work, 10.0)
     video = faststart_copy(TESTDATA / "talk_480sq_33s.mp4", work / "fs.mp4")
 
     stop = asyncio.Event()

@@ -91,6 +91,21 @@ class Client:
             headers={"Authorization": f"Bearer {self.token}"})
         return json.loads(resp.body)
 
+    async def login(self, username: str = "bench", password: str = "benchpass1") -> None:
+        self.token = (await self.call("/api/mgr/customers", {
+            "action": "login", "data": {"username": username, "password": password}}))["token"]
+
+    async def swap_inputs(self, work: Path, seconds: float) -> tuple[str, str]:
+        """Upload the face photo and a clip of ``seconds``; their filepaths."""
+        image = (TESTDATA / "face_woman.jpg").read_bytes()
+        body, ctype = multipart({"filetype": "image"}, "file", "f.jpg", image)
+        resp = await self.http.fetch(self.base + "/video/upload", method="POST", body=body,
+                                     headers={"Content-Type": ctype,
+                                              "Authorization": f"Bearer {self.token}"})
+        clip = cut_clip(TESTDATA / "talk_480sq_33s.mp4", work / "clip.mp4", seconds).read_bytes()
+        _, reply = await self.upload(clip, len(clip) + 1024, "clip.mp4")
+        return json.loads(resp.body)["filepath"], reply["filepath"]
+
     async def upload(self, video: bytes, size: int, name: str = "big.mp4") -> tuple[float, dict]:
         """Stream a multipart body of ``size`` bytes; returns (seconds, reply)."""
         head, ctype = multipart({"filetype": "video"}, "file", name, b"")
@@ -136,8 +151,7 @@ def percentile(values: list[float], q: float) -> float:
 
 async def run(server: Server, sizes_mb: list[int], work: Path) -> None:
     client = Client(server.port)
-    client.token = (await client.call("/api/mgr/customers", {
-        "action": "login", "data": {"username": "bench", "password": "benchpass1"}}))["token"]
+    await client.login()
     video = faststart_copy(TESTDATA / "talk_480sq_33s.mp4", work / "fs.mp4")
 
     print("== upload throughput (loopback, multipart, streamed to disk) ==")
@@ -150,15 +164,7 @@ async def run(server: Server, sizes_mb: list[int], work: Path) -> None:
               f"(start {memory.start / 1024:.0f} MB, peak {memory.peak / 1024:.0f} MB)")
 
     print("== /healthz latency while two swaps and an upload run ==")
-    image = (TESTDATA / "face_woman.jpg").read_bytes()
-    body, ctype = multipart({"filetype": "image"}, "file", "f.jpg", image)
-    resp = await client.http.fetch(client.base + "/video/upload", method="POST", body=body,
-                                   headers={"Content-Type": ctype,
-                                            "Authorization": f"Bearer {client.token}"})
-    imagepath = json.loads(resp.body)["filepath"]
-    clip = cut_clip(TESTDATA / "talk_480sq_33s.mp4", work / "clip.mp4", 15.0).read_bytes()
-    _, reply = await client.upload(clip, len(clip) + 1024, "clip.mp4")
-    videopath = reply["filepath"]
+    imagepath, videopath = await client.swap_inputs(work, 15.0)
     ws = await tornado.websocket.websocket_connect(
         client.base.replace("http", "ws") + f"/ws/tasks?token={client.token}")
     stop = asyncio.Event()
