@@ -188,6 +188,9 @@ class LocalDispatcher:
                 raise Cancelled("the task was cancelled")
             future = self._executor(slot).submit(_run_job, asdict(job), seq)
             return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:  # the server is stopping: stop the worker too
+            self._cancel[slot] = seq
+            raise
         except BrokenProcessPool:
             self._discard(slot)
             if job.task_id in self._cancelled:
