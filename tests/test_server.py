@@ -94,7 +94,8 @@ def test_create_admin_cli(tmp_path: Path):
         srv.stop()
 
 
-def test_server_killed_mid_task_runs_it_after_restart(server, testdata, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_server_stopped_mid_task_runs_it_after_restart(server, testdata, tmp_path, sig):
     from tests.media import cut_clip, multipart
 
     server.start()
@@ -122,7 +123,9 @@ def test_server_killed_mid_task_runs_it_after_restart(server, testdata, tmp_path
                   token=token)[1].get("state") != "running":
         assert time.monotonic() < deadline
         time.sleep(0.1)
-    server.stop(signal.SIGKILL)
+    stopping = time.monotonic()
+    server.stop(sig)
+    assert time.monotonic() - stopping < 10, "the server took too long to stop"
     server.start()
     deadline = time.monotonic() + 120
     while True:
