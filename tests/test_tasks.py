@@ -284,3 +284,27 @@ async def test_many_websocket_clients_and_no_leak_when_they_leave(ctx, api, test
         await tornado.gen.sleep(0.05)
     assert ctx.tasks.subscribers == {}
     await wait_state(api, token, reply["task_id"], ("finished",))
+
+
+@pytest.mark.gen_test(timeout=180)
+async def test_per_user_concurrency_follows_the_usertype(ctx, api, testdata, clips):
+    from engine.dispatch import LocalDispatcher
+
+    old = ctx.tasks.dispatcher
+    ctx.tasks.dispatcher = LocalDispatcher(2)  # two slots for this test
+    await old.close()
+    alice, image, video = await prepare(api, testdata, clips["long"])  # free user: 1 at once
+    _, first = await swap(api, alice, image, video, "a1")
+    _, second = await swap(api, alice, image, video, "a2")
+    bob, bob_image, bob_video = await prepare(api, testdata, clips["long"], "bob")
+    await ctx.repos.users.set_usertype((await ctx.accounts.authenticate(bob)).id, 2000)
+    bob = await api.login("bob")  # premium: up to 4 at once
+    _, third = await swap(api, bob, bob_image, bob_video, "b1")
+    await wait_state(api, alice, first["task_id"], ("running",))
+    await wait_state(api, bob, third["task_id"], ("running",))
+    code, view = await api.call("POST", "/video/view_task", {"task_id": second["task_id"]},
+                                token=alice)
+    assert view["state"] == "queued"  # a slot was free, but alice is at her limit
+    for token, task in ((alice, first), (alice, second), (bob, third)):
+        view = await wait_state(api, token, task["task_id"], ("finished", "failed"), 150)
+        assert view["state"] == "finished", view
