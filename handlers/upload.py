@@ -8,6 +8,7 @@ partial file is deleted.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -72,6 +73,7 @@ class StreamingBodyHandler(BaseHandler):
     def initialize(self) -> None:
         self._pending: list[bytes] = []
         self._pending_size = 0
+        self._writing: asyncio.Future | None = None
 
     def start_body(self, limit: int) -> None:
         declared = self.request.headers.get("Content-Length")
@@ -112,7 +114,8 @@ class StreamingBodyHandler(BaseHandler):
     async def flush_body(self) -> None:
         data, self._pending, self._pending_size = b"".join(self._pending), [], 0
         if data:
-            await self.ctx.uploads.run_io(self.consume, data)
+            self._writing = asyncio.ensure_future(self.ctx.uploads.run_io(self.consume, data))
+            await self._writing
 
     async def complete_body(self) -> None:
         """Write what is still buffered; call first in the method that ends the body."""
@@ -128,7 +131,11 @@ class StreamingBodyHandler(BaseHandler):
         pass
 
     def on_connection_close(self) -> None:
-        self.cleanup()
+        """Clean up, but never under a write still running on an upload thread."""
+        if self._writing is not None and not self._writing.done():
+            self._writing.add_done_callback(lambda _: self.cleanup())
+        else:
+            self.cleanup()
 
     def on_finish(self) -> None:
         self.cleanup()
