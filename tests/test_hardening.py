@@ -18,7 +18,7 @@ import tornado.iostream
 import tornado.tcpclient
 
 from tests.media import multipart
-from tests.test_tasks import prepare, swap, upload, wait_state
+from tests.test_tasks import prepare, swap, wait_state
 from tests.test_uploads import clip, leftovers  # noqa: F401 - the clip fixture
 from tests.test_uploads import upload as upload_reply
 

@@ -1,0 +1,314 @@
+"""Swaps on a Dask cluster: a real ``distributed.LocalCluster`` with two separate worker
+processes (nannies, one thread each), the real engine, and the service driven through
+HTTP exactly as in tests/test_tasks.py — only the dispatcher differs.
+
+The cluster runs on its own event-loop thread for the whole module (starting two
+worker processes that import the engine costs a few seconds); each test connects its
+own asynchronous client, as the server does at start-up.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import tornado.gen
+import tornado.websocket
+
+from conf import Settings, parse
+from engine.dispatch import Job
+from services.context import AppContext
+from storage.database import connect, ensure_indexes
+from tests.media import cut_clip
+from tests.test_tasks import frame_count, prepare, swap, upload, wait_state
+
+distributed = pytest.importorskip("distributed")
+from engine.dask_dispatch import LOST_WORKER, DaskDispatcher, scheduler_address  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def clips(testdata: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    folder = tmp_path_factory.mktemp("dask-clips")
+    src = testdata / "talk_480sq_33s.mp4"
+    return {"short": cut_clip(src, folder / "short.mp4", 1.0).read_bytes(),
+            "long": cut_clip(src, folder / "long.mp4", 6.0).read_bytes()}
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[distributed.LocalCluster]:
+    """Two worker processes, one thread each, models preloaded by the preload hook."""
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+        memory_limit=0, preload=["engine.dask_dispatch"], silence_logs=logging.ERROR)
+    yield cluster
+    cluster.close(timeout=30)
+
+
+@pytest.fixture
+def ctx(io_loop, settings: Settings, cluster) -> Iterator[AppContext]:
+    """The conftest ``ctx`` with a DaskDispatcher in place of the LocalDispatcher."""
+    cluster.scheduler.allowed_failures = 3  # Dask's default; a test may lower it
+    settings.data_path.mkdir(parents=True, exist_ok=True)
+    db = connect(settings.mongo_url, settings.db_name, settings.db_timeout_ms)
+    io_loop.run_sync(lambda: ensure_indexes(db))
+    address = cluster.scheduler_address.replace("tcp://", "dask://")
+    dispatcher = io_loop.run_sync(lambda: DaskDispatcher.connect(address))
+    context = AppContext.build(settings, db, dispatcher)
+    yield context
+    io_loop.run_sync(context.tasks.close, timeout=60)
+    io_loop.run_sync(lambda: db.client.drop_database(settings.db_name))
+    db.client.close()
+
+
+async def wait_progress(api, token: str, task_id: str, timeout: float = 60) -> dict:
+    """Poll view_task until the task reports frames (so it is really mid-run)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _, view = await api.call("POST", "/video/view_task", {"task_id": task_id}, token=token)
+        if view.get("frames_done") or view.get("state") not in ("queued", "running"):
+            return view
+        await tornado.gen.sleep(0.05)
+    raise AssertionError(f"no progress from task {task_id}")
+
+
+def test_executor_setting_and_scheduler_address() -> None:
+    assert parse([]).executor == "local"
+    assert parse(["--executor", "dask://sched:8786"]).executor == "dask://sched:8786"
+    assert scheduler_address("dask://sched:8786") == "tcp://sched:8786"
+    assert scheduler_address("dask://sched") == "tcp://sched:8786"
+    assert scheduler_address("tls://10.0.0.5:9000") == "tls://10.0.0.5:9000"
+    for wrong in ("spark://x:1", "dask://", "dask://:8786", "sched:8786"):
+        with pytest.raises(ValueError):
+            scheduler_address(wrong)
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_two_swaps_run_concurrently_on_two_dask_workers(ctx, api, testdata, clips,
+                                                              tmp_path):
+    dispatcher = ctx.tasks.dispatcher
+    assert dispatcher.slots == 2  # the scheduler's total worker threads
+    users = [await prepare(api, testdata, clips["short"], name) for name in ("alice", "bob")]
+    sockets = [await tornado.websocket.websocket_connect(
+        api.base_url.replace("http", "ws") + f"/ws/tasks?token={token}")
+        for token, _, _ in users]
+    latencies: list[float] = []  # worker's time.time() at report -> service notified
+
+    def measure(view: dict) -> None:
+        if view["state"] == "running" and view["reported_at"]:
+            latencies.append(time.time() - view["reported_at"])
+
+    for token, _, _ in users:
+        ctx.tasks.subscribe((await ctx.accounts.authenticate(token)).id, measure)
+    started = time.monotonic()
+    task_ids = []
+    for token, image, video in users:
+        code, reply = await swap(api, token, image, video, "dasked", quality="fast")
+        assert code == 200 and reply["status"] == 0, reply
+        task_ids.append(reply["task_id"])
+    pids: dict[str, int] = {}
+    states: set[tuple[str, ...]] = set()
+    while len(pids) < 2 and time.monotonic() - started < 60:
+        for task_id in task_ids:
+            pid = dispatcher.worker_pid(task_id)
+            if pid:
+                pids[task_id] = pid
+        states.add(tuple(ctx.tasks.live.get(t, {}).get("state", "done") for t in task_ids))
+        await tornado.gen.sleep(0.02)
+    assert len(set(pids.values())) == 2, pids  # two worker processes, one task each
+    assert os.getpid() not in pids.values()
+    assert ("running", "running") in states  # at the same time, not one after the other
+    for ws, task_id in zip(sockets, task_ids, strict=True):
+        messages = []
+        while True:
+            message = json.loads(await ws.read_message())
+            assert message["task_id"] == task_id
+            messages.append(message)
+            if message["state"] in ("finished", "failed", "cancelled"):
+                break
+        ws.close()
+        assert messages[-1]["state"] == "finished", messages[-1]
+        running = [m for m in messages if m["state"] == "running" and m["frames_total"]]
+        # progress came from the remote worker through Dask events
+        assert running and running[-1]["frames_done"] > 0 and running[-1]["reported_at"]
+        assert [m["progress"] for m in running] == sorted(m["progress"] for m in running)
+    elapsed = time.monotonic() - started
+    source = tmp_path / "in.mp4"
+    source.write_bytes(clips["short"])
+    for name in ("alice", "bob"):
+        out = ctx.media.root / name / "dasked.mp4"
+        assert frame_count(out) == frame_count(source)
+    assert not list(ctx.media.tmp.iterdir())
+    latencies.sort()
+    print(f"two concurrent 1 s swaps on dask: {elapsed:.1f} s; {len(latencies)} progress "
+          f"messages, worker->service latency median {1000 * latencies[len(latencies) // 2]:.1f}"
+          f" ms, max {1000 * latencies[-1]:.1f} ms")
+
+
+@pytest.mark.gen_test(timeout=180)
+async def test_killed_dask_worker_is_retried_then_fails_clearly(ctx, api, testdata, clips,
+                                                                cluster):
+    dispatcher = ctx.tasks.dispatcher
+    token, image, video = await prepare(api, testdata, clips["long"])
+    # 1. Dask's own retry: the task is rescheduled on the surviving worker and finishes.
+    _, reply = await swap(api, token, image, video, "retried", quality="fast")
+    task_id = reply["task_id"]
+    view = await wait_progress(api, token, task_id)
+    victim = dispatcher.worker_pid(task_id)
+    assert view["state"] == "running" and victim
+    os.kill(victim, signal.SIGKILL)
+    killed = time.monotonic()
+    while dispatcher.worker_pid(task_id) in (victim, None) and time.monotonic() - killed < 30:
+        await tornado.gen.sleep(0.02)  # the "started" event of the second attempt
+    rescheduled = time.monotonic() - killed
+    assert dispatcher.worker_pid(task_id) not in (victim, None)  # really run again elsewhere
+    view = await wait_state(api, token, task_id, ("finished", "failed"), timeout=90)
+    assert view["state"] == "finished", view["progress"]
+    print(f"killed worker: task restarted on another worker {rescheduled:.2f} s after kill")
+    print(f"killed worker: retried task finished {time.monotonic() - killed:.1f} s after kill")
+    assert (ctx.media.root / "alice" / "retried.mp4").stat().st_size > 1000
+    # 2. No retries left: the task fails with a clear message.
+    cluster.scheduler.allowed_failures = 0
+    _, reply = await swap(api, token, image, video, "lost", quality="fast")
+    task_id = reply["task_id"]
+    await wait_progress(api, token, task_id)
+    os.kill(dispatcher.worker_pid(task_id), signal.SIGKILL)
+    killed = time.monotonic()
+    view = await wait_state(api, token, task_id, ("finished", "failed"), timeout=60)
+    assert view["state"] == "failed" and view["progress"] == LOST_WORKER, view["progress"]
+    print(f"killed worker, no retries: failed {time.monotonic() - killed:.2f} s after kill")
+    assert not (ctx.media.root / "alice" / "lost.mp4").exists()
+    assert not list(ctx.media.tmp.iterdir())
+    # 3. The cluster (its nanny restarted the worker) takes the next task.
+    short = await upload(api, token, "video", "s.mp4", clips["short"])
+    _, reply = await swap(api, token, image, short, "after", quality="fast")
+    view = await wait_state(api, token, reply["task_id"], ("finished", "failed"), timeout=60)
+    assert view["state"] == "finished", view["progress"]
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_cancel_running_dask_task_and_recover(ctx, api, testdata, clips):
+    token, image, video = await prepare(api, testdata, clips["long"])
+    _, reply = await swap(api, token, image, video, "stopped")
+    task_id = reply["task_id"]
+    await wait_progress(api, token, task_id)
+    started = time.monotonic()
+    code, _ = await api.call("POST", "/video/cancel_task", {"task_id": task_id}, token=token)
+    assert code == 200
+    view = await wait_state(api, token, task_id, ("cancelled", "failed", "finished"))
+    took = time.monotonic() - started
+    assert view["state"] == "cancelled" and took < 1.5, (view, took)
+    print(f"dask cancel: cancelled {took:.2f} s after the request")
+    assert not list(ctx.media.tmp.iterdir())
+    assert not (ctx.media.root / "alice" / "stopped.mp4").exists()
+    # restart recovery is dispatcher-agnostic: a task left 'running' runs again on Dask
+    user = await ctx.accounts.authenticate(token)
+    short = await upload(api, token, "video", "s.mp4", clips["short"])
+    await ctx.repos.tasks.create({
+        "task_id": "deadbeef000000d1", "owner_id": user.id, "username": "alice",
+        "usertype": user.usertype, "imagepath": image, "videopath": short,
+        "swapname": "resumed", "filepath": "alice/resumed.mp4", "many_faces": False,
+        "keep_mouth": False, "quality": "fast", "state": "running", "percent": 42.0,
+        "frames_done": 10, "frames_total": 30, "fps": 5.0, "eta_s": 4.0, "error": None})
+    partial = ctx.media.tmp / "task-deadbeef000000d1" / ".out.mp4.x.part"
+    partial.parent.mkdir()
+    partial.write_bytes(b"half a video")
+    assert await ctx.tasks.recover() == 1
+    view = await wait_state(api, token, "deadbeef000000d1", ("finished", "failed"))
+    assert view["state"] == "finished", view["progress"]
+    assert (ctx.media.root / "alice" / "resumed.mp4").stat().st_size > 1000
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_engine_errors_from_a_worker_keep_their_message(ctx, tmp_path):
+    """An EngineError raised on a worker reaches the service as itself, not as a Dask
+    error, so the task's message is the engine's sentence."""
+    import engine
+
+    job = Job(task_id="broken", image_path=str(tmp_path / "missing.jpg"),
+              video_path=str(tmp_path / "missing.mp4"), out_path=str(tmp_path / "out.mp4"))
+    with pytest.raises(engine.EngineError) as raised:
+        await ctx.tasks.dispatcher.run(job, lambda *p: None)
+    assert str(raised.value) and "Dask" not in str(raised.value)
+
+
+def test_server_process_with_executor_flag_runs_a_swap(cluster, testdata, clips,
+                                                       tmp_path) -> None:
+    """``server.py --executor dask://...`` as a real child process: the wiring in
+    open_context, not just the dispatcher."""
+    import urllib.request
+
+    from tests.media import multipart
+    from tests.serverproc import Server, request
+
+    address = cluster.scheduler_address.replace("tcp://", "dask://")
+    server = Server(tmp_path / "data").start("--executor", address)
+    try:
+        body = {"username": "carol", "password": "secret123"}
+        assert request(server.port, "/api/mgr/customers",
+                       {"action": "add_customer", "data": body})[0] == 200
+        _, reply = request(server.port, "/api/mgr/customers", {"action": "login", "data": body})
+        token = reply["token"]
+        paths = []
+        for kind, name, content in (("image", "face.jpg",
+                                     (testdata / "face_woman.jpg").read_bytes()),
+                                    ("video", "clip.mp4", clips["short"])):
+            data, ctype = multipart({"filetype": kind}, "file", name, content)
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{server.port}/video/upload", data=data,
+                headers={"Content-Type": ctype, "Authorization": f"Bearer {token}"})
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                paths.append(json.loads(resp.read())["filepath"])
+        code, reply = request(server.port, "/video/faceswap", {
+            "imagepath": paths[0], "videopath": paths[1], "swapname": "viaflag",
+            "quality": "fast"}, token=token)
+        assert code == 200, reply
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            _, view = request(server.port, "/video/view_task", {"task_id": reply["task_id"]},
+                              token=token)
+            if view["state"] in ("finished", "failed", "cancelled"):
+                break
+            time.sleep(0.1)
+        assert view["state"] == "finished", view["progress"]
+        assert (tmp_path / "data" / "media" / "carol" / "viaflag.mp4").stat().st_size > 1000
+    finally:
+        assert server.stop() == 0
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_scheduler_loss_fails_running_tasks_and_the_dispatcher_reconnects(tmp_path):
+    """Running tasks fail with a clear message when the scheduler goes away; once a
+    scheduler answers at the same address again, the next task runs without a restart."""
+    import engine
+    from engine.dask_dispatch import SCHEDULER_LOST
+    from engine.dispatch import JobFailed
+
+    first = await distributed.Scheduler(port=0, dashboard_address=":0")
+    port = first.port
+    dispatcher = await DaskDispatcher.connect(f"dask://127.0.0.1:{port}", timeout=2)
+    job = Job(task_id="waits", image_path=str(tmp_path / "missing.jpg"),
+              video_path=str(tmp_path / "missing.mp4"), out_path=str(tmp_path / "out.mp4"))
+    try:
+        running = tornado.gen.convert_yielded(dispatcher.run(job, lambda *p: None))
+        await tornado.gen.sleep(0.3)  # submitted; no worker, so it waits on the scheduler
+        await first.close()
+        with pytest.raises(JobFailed) as failed:
+            await running
+        assert str(failed.value) == SCHEDULER_LOST
+        for _ in range(100):  # distributed gives up reconnecting after the timeout
+            if dispatcher.client.status == "closed":
+                break
+            await tornado.gen.sleep(0.1)
+        async with distributed.Scheduler(port=port, dashboard_address=":0") as second, \
+                distributed.Worker(second.address, nthreads=1, dashboard_address=":0"):
+            with pytest.raises(engine.EngineError):  # ran on the new cluster's worker
+                await dispatcher.run(job, lambda *p: None)
+            assert dispatcher.slots == 1
+    finally:
+        await dispatcher.close()
