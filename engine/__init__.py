@@ -1,0 +1,55 @@
+"""Face-swap engine: PyAV decode -> dlib detect/landmarks -> track -> warp -> blend -> x264.
+
+No web-framework or database imports: the service calls :func:`swap_video` in a
+worker process. Heavy modules (OpenCV, dlib, PyAV) are imported on first use so
+that importing ``engine`` for :class:`EngineError` is free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .errors import Cancelled, EngineError
+
+__all__ = ["Cancelled", "EngineError", "check_source_face", "probe_image", "probe_video",
+           "swap_video"]
+
+
+def swap_video(image_path: str, video_path: str, out_path: str, *, many_faces: bool = False,
+               keep_mouth: bool = False, quality: str = "balanced", max_height: int | None = None,
+               max_frames: int | None = None,
+               progress: Callable[[int, int, float], None] | None = None,
+               should_cancel: Callable[[], bool] | None = None) -> dict:
+    """Swap the largest face of the image into the video; see :mod:`engine.pipeline`.
+
+    Returns ``{"frames", "swapped_frames", "seconds", "fps", "width", "height"}``;
+    raises :class:`EngineError` / :class:`Cancelled`. ``out_path`` is written
+    atomically. ``progress(frames_done, frames_total, fps)`` and
+    ``should_cancel()`` are called from the calling thread only.
+    """
+    from .pipeline import swap_video as run
+
+    return run(image_path, video_path, out_path, many_faces=many_faces, keep_mouth=keep_mouth,
+               quality=quality, max_height=max_height, max_frames=max_frames,
+               progress=progress, should_cancel=should_cancel)
+
+
+def probe_video(path: str) -> dict:
+    """``{"width","height","duration","frames","fps","has_audio","codec","rotation"}``."""
+    from .probe import probe_video as run
+
+    return run(path)
+
+
+def probe_image(path: str) -> dict:
+    """``{"width","height"}`` of a decodable image; EngineError otherwise."""
+    from .probe import probe_image as run
+
+    return run(path)
+
+
+def check_source_face(path: str) -> None:
+    """Raise EngineError("no face found in the image") when the image has no face."""
+    from .source import check_source_face as run
+
+    run(path)

@@ -1,0 +1,17 @@
+"""Exceptions the engine raises to its callers.
+
+Kept in a module of their own so that every stage can raise them without
+importing the heavy pipeline, and so the service can catch them without
+importing OpenCV or dlib.
+"""
+
+
+class EngineError(Exception):
+    """User-facing failure; ``str(e)`` is a clear one-line sentence."""
+
+
+class Cancelled(EngineError):
+    """The caller asked to stop (``should_cancel`` returned True)."""
+
+    def __init__(self, message: str = "the task was cancelled") -> None:
+        super().__init__(message)

@@ -1,0 +1,78 @@
+"""Lazy, process-wide cache of the dlib models.
+
+Loading the 68-point predictor takes most of a second, so each model is loaded
+once per process and shared by every task (and thread) in it. The model folder
+is located without importing ``face_recognition_models``: that package imports
+``pkg_resources``, which is missing or broken on current setuptools.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import threading
+from typing import Any
+
+from .errors import EngineError
+
+_lock = threading.Lock()
+_cache: dict[str, Any] = {}
+
+
+@functools.lru_cache(maxsize=1)
+def model_dir() -> str:
+    """Folder holding the ``.dat`` files of ``face_recognition_models``."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise EngineError("the face models are not installed (face_recognition_models)")
+    return os.path.join(list(spec.submodule_search_locations)[0], "models")
+
+
+def _load(name: str, factory) -> Any:
+    model = _cache.get(name)  # lock-free fast path: called once per frame
+    if model is not None:
+        return model
+    with _lock:
+        model = _cache.get(name)
+        if model is None:
+            model = factory()
+            _cache[name] = model
+        return model
+
+
+def face_detector():
+    """dlib's HOG frontal face detector (fast; used on every detection frame)."""
+    import dlib
+
+    return _load("hog", dlib.get_frontal_face_detector)
+
+
+def cnn_face_detector():
+    """dlib's MMOD CNN detector: slow, used only as a fallback on the source image."""
+    import dlib
+
+    return _load("cnn", lambda: dlib.cnn_face_detection_model_v1(
+        os.path.join(model_dir(), "mmod_human_face_detector.dat")))
+
+
+def shape_predictor():
+    """The 68-landmark predictor used on every frame that has a face."""
+    import dlib
+
+    return _load("sp68", lambda: dlib.shape_predictor(
+        os.path.join(model_dir(), "shape_predictor_68_face_landmarks.dat")))
+
+
+def face_encoder():
+    """dlib's ResNet face descriptor (benchmark identity figures and re-identification)."""
+    import dlib
+
+    return _load("resnet", lambda: dlib.face_recognition_model_v1(
+        os.path.join(model_dir(), "dlib_face_recognition_resnet_model_v1.dat")))
+
+
+def preload() -> None:
+    """Load the models a swap needs; call from a thread to overlap with decoding."""
+    face_detector()
+    shape_predictor()

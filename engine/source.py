@@ -1,0 +1,154 @@
+"""Source-face preparation: everything that depends only on the photo, done once a task.
+
+Finds the largest face, its landmarks, crops a generous region around it at a
+bounded resolution, converts it to the video's YUV space, and triangulates the
+mesh. Per frame the pipeline then only warps these ready planes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from . import models
+from .colorspace import bgr_to_yuv
+from .detect import detect_faces
+from .errors import EngineError
+from .landmarks import INNER_MOUTH, JAW, predict_landmarks
+from .warp import mesh_points, triangulate
+
+#: The face is stored at most this wide (jaw to jaw, pixels): enough for 1080p targets.
+MAX_FACE_PX = 360
+
+
+def read_image(path: str) -> np.ndarray:
+    """Decode an image file to BGR uint8 (EXIF orientation applied) or raise EngineError."""
+    if not os.path.isfile(path):
+        raise EngineError("the image file does not exist")
+    data = np.fromfile(path, dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None or image.size == 0:
+        raise EngineError("the file is not a readable image")
+    return image
+
+
+def find_faces(bgr: np.ndarray) -> list[tuple[float, float, float, float]]:
+    """Faces in a still image, largest first; HOG first, then the CNN detector as fallback."""
+    grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    h, w = grey.shape
+    upsample = 1 if max(h, w) < 700 else 0
+    faces = detect_faces(grey, max_side=1024, upsample=upsample)
+    if faces:
+        return faces
+    scale = max(1.0, max(h, w) / 640.0)
+    small = cv2.resize(bgr, (int(w / scale), int(h / scale)), interpolation=cv2.INTER_AREA)
+    rgb = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
+    dets = models.cnn_face_detector()(rgb, 1 if max(small.shape) < 500 else 0)
+    out = [(d.rect.left() * scale, d.rect.top() * scale, (d.rect.right() + 1) * scale,
+            (d.rect.bottom() + 1) * scale) for d in dets]
+    out.sort(key=lambda r: (r[2] - r[0]) * (r[3] - r[1]), reverse=True)
+    return out
+
+
+@dataclass
+class SourceFace:
+    """The source face ready for warping (see :func:`load_source`)."""
+
+    bgr: np.ndarray  # cropped, even-sized
+    pts: np.ndarray  # (68, 2) landmarks in the crop
+    mesh: np.ndarray  # mesh vertices in the crop (landmarks + brows + ring)
+    tris: np.ndarray  # (T, 3) triangles over the mesh vertices
+    mouth_gap: float  # lip opening / jaw width in the photo (0: closed, no inner mouth to show)
+    y: np.ndarray | None = None
+    uv: np.ndarray | None = None
+    sharpness_matched: bool = False
+    scale_to_frame: float = 1.0  # frame pixels per source pixel (set per frame by the swap)
+
+    def to_yuv(self, matrix: str) -> None:
+        """Convert the crop to the video's YUV matrix (once per task)."""
+        self.y, self.uv = bgr_to_yuv(self.bgr, matrix)
+
+
+def mouth_gap(pts: np.ndarray) -> float:
+    """Inner-lip opening relative to the jaw width (scale-free)."""
+    inner = pts[INNER_MOUTH]
+    gap = float(np.linalg.norm(inner[[1, 2, 3]] - inner[[7, 6, 5]], axis=1).mean())
+    return gap / (float(np.linalg.norm(pts[16] - pts[0])) + 1e-6)
+
+
+def match_sharpness(src: SourceFace, face_y: np.ndarray, base_y: np.ndarray,
+                    alpha: np.ndarray) -> float:
+    """Soften the source face once so its fine detail matches the video's.
+
+    A crisp photo pasted into a soft, compressed video looks pasted, and its
+    fine texture turns every sub-pixel motion into flicker. Compares the
+    Laplacian energy of the warped source and the target inside the face on
+    the first swapped frame and blurs the source planes (once per task) with
+    the smallest sigma that brings it down to the target's level.
+    """
+    src.sharpness_matched = True
+    a = cv2.resize(alpha, (face_y.shape[1], face_y.shape[0])) > 0.9
+    if a.sum() < 400:
+        return 0.0
+
+    def energy(img: np.ndarray) -> float:
+        lap = cv2.Laplacian(img.astype(np.float32), cv2.CV_32F)
+        return float(np.mean(np.abs(lap[a])))
+
+    target = energy(base_y)
+    # Aim a little below the target's level: the warp's interpolation and the
+    # encoder soften the video's own face too (measured: stability and looks).
+    k_t = 0.8
+    if energy(face_y) <= target * k_t:
+        return 0.0
+    # Frame-space sigma -> source-space sigma through the warp's scale.
+    chosen = 0.0
+    for sigma in (0.5, 0.8, 1.1, 1.5, 2.0):
+        chosen = sigma
+        if energy(cv2.GaussianBlur(face_y, (0, 0), sigma)) <= target * k_t:
+            break
+    scale = src.scale_to_frame or 1.0
+    s_src = chosen / scale
+    src.y = cv2.GaussianBlur(src.y, (0, 0), s_src)
+    src.uv = cv2.GaussianBlur(src.uv, (0, 0), max(0.3, s_src / 2))
+    return chosen
+
+
+def load_source(path: str) -> SourceFace:
+    """Prepare the largest face of the image at ``path``; EngineError if there is none."""
+    image = read_image(path)
+    faces = find_faces(image)
+    if not faces:
+        raise EngineError("no face found in the image")
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    pts = predict_landmarks(grey, faces[0])
+    mesh = mesh_points(pts)
+    # Crop around the mesh (plus margin), bounded in size, even dimensions.
+    h, w = grey.shape
+    x0, y0 = mesh.min(0)
+    x1, y1 = mesh.max(0)
+    pad = 0.1 * max(x1 - x0, y1 - y0)
+    x0, y0 = max(0, int(x0 - pad)), max(0, int(y0 - pad))
+    x1, y1 = min(w, int(x1 + pad) + 1), min(h, int(y1 + pad) + 1)
+    crop = image[y0:y1, x0:x1]
+    pts = pts - np.array([x0, y0], np.float32)
+    face_w = float(np.linalg.norm(pts[JAW][0] - pts[JAW][-1]))
+    scale = min(1.0, MAX_FACE_PX / max(face_w, 1.0))
+    ch, cw = crop.shape[:2]
+    nw, nh = max(2, int(cw * scale) // 2 * 2), max(2, int(ch * scale) // 2 * 2)
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    crop = cv2.resize(crop, (nw, nh), interpolation=interp)
+    pts = pts * np.array([nw / cw, nh / ch], np.float32)
+    mesh = mesh_points(pts)
+    return SourceFace(bgr=np.ascontiguousarray(crop), pts=pts, mesh=mesh,
+                      tris=triangulate(mesh), mouth_gap=mouth_gap(pts))
+
+
+def check_source_face(path: str) -> None:
+    """Raise EngineError unless the image has a face (e.g. "no face found in the image")."""
+    image = read_image(path)
+    if not find_faces(image):
+        raise EngineError("no face found in the image")

@@ -1,0 +1,70 @@
+"""Swapping one face into one frame: morph, warp, relight, mask, blend.
+
+Works in place on the YUV planes of the frame, inside the box around the face
+only (a few hundred pixels square), with whole-array OpenCV/numpy operations.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from . import blend, color, warp
+from .source import SourceFace, match_sharpness, mouth_gap
+
+
+def swap_face(y: np.ndarray, u: np.ndarray, v: np.ndarray, target: np.ndarray,
+              src: SourceFace, *, morph: float, keep_mouth: bool) -> None:
+    """Replace the face at landmarks ``target`` in planes (y, u, v) with the source face."""
+    h, w = y.shape
+    dst = warp.morph_shape(target, src.pts, morph)
+    fh_t, _, ring = warp.geometry(target)
+    fh_d, poly_d, _ = warp.geometry(dst)
+    dst_mesh = np.concatenate([dst, fh_d, ring])
+    x0, y0 = ring.min(0) - 2
+    x1, y1 = ring.max(0) + 2
+    x0, y0 = max(0, int(x0) // 2 * 2), max(0, int(y0) // 2 * 2)
+    x1, y1 = min(w, (int(x1) + 2) // 2 * 2), min(h, (int(y1) + 2) // 2 * 2)
+    if x1 - x0 < 16 or y1 - y0 < 16:
+        return
+    # Large faces: warp maps on a 4-pixel grid (see warp.compute_maps).
+    grid = 4 if float(np.hypot(*(target[16] - target[0]))) > 160 else 2
+    x1 -= (x1 - x0) % grid
+    y1 -= (y1 - y0) % grid
+    box = (x0, y0, x1, y1)
+    moved = morph > 0 and float(np.abs(dst - target).max()) > 0.25
+    tgt_mesh = np.concatenate([target, fh_t, ring]) if moved else None
+    maps = warp.compute_maps(box, dst_mesh, src.mesh, tgt_mesh, src.tris, grid)
+    cx0, cy0, cx1, cy1 = x0 // 2, y0 // 2, x1 // 2, y1 // 2
+    base_uv = cv2.merge([u[cy0:cy1, cx0:cx1], v[cy0:cy1, cx0:cx1]])
+    if maps.moved:
+        # The liquify only moves points inside the ring, which lies inside the
+        # box, so the chroma can be sampled from the box crop alone.
+        base_y = warp.remap(y, maps.tgt_full)
+        hm = maps.tgt_half - np.array([cx0, cy0], np.float32)
+        base_uv = warp.remap(base_uv, hm)
+    else:
+        base_y = y[y0:y1, x0:x1]
+    face_y = warp.remap(src.y, maps.src_full)
+    if not src.sharpness_matched:
+        src.scale_to_frame = float(np.hypot(*(dst[16] - dst[0])) /
+                                   (np.hypot(*(src.pts[16] - src.pts[0])) + 1e-6))
+        io0 = float(np.hypot(*(dst[36:42].mean(0) - dst[42:48].mean(0))))
+        a0 = blend.face_mask(box, dst, poly_d, io0, keep_mouth=1.0)
+        if match_sharpness(src, face_y, base_y, a0):
+            face_y = warp.remap(src.y, maps.src_full)
+    face_uv = warp.remap(src.uv, maps.src_half)
+    io = float(np.hypot(*(dst[36:42].mean(0) - dst[42:48].mean(0))))
+    # The target's inner mouth shows when asked, and also (smoothly) whenever
+    # the target opens wider than the photo: stretched photo lips and teeth
+    # would look wrong, the target's own mouth interior looks right.
+    wider = (mouth_gap(target) - src.mouth_gap - 0.01) / 0.03
+    mouth = 1.0 if keep_mouth else min(1.0, max(0.0, wider))
+    alpha = blend.face_mask(box, dst, poly_d, io, keep_mouth=mouth)
+    face_px = float(np.hypot(*(dst[16] - dst[0])))
+    cy, cuv = color.match_colour(face_y, face_uv, base_y, base_uv, alpha, face_px)
+    alpha_full = cv2.resize(alpha, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+    y[y0:y1, x0:x1] = blend.composite(base_y, cy, alpha_full)
+    out_uv = blend.composite(base_uv, cuv, alpha)
+    u[cy0:cy1, cx0:cx1] = out_uv[..., 0]
+    v[cy0:cy1, cx0:cx1] = out_uv[..., 1]

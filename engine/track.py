@@ -1,0 +1,276 @@
+"""Following faces between detections, with landmark stabilisation.
+
+Per frame and face: Lucas-Kanade optical flow carries last frame's
+(stabilised) landmarks to this frame; the 68-point predictor measures them
+afresh; the two are fused per point. Where the measurement agrees with the flow
+within the predictor's noise, the flow (smooth) wins; where they differ by more
+than the noise (fast expression change the flow missed) the measurement wins
+at once. So landmarks do not jitter and do not lag on fast motion.
+
+Detection runs only every N frames, after a scene cut, or when a track is lost.
+In main-face mode the first (largest) face is followed; after losing it, a new
+candidate is accepted only if its dlib ResNet descriptor matches the person
+followed so far, so the swap never jumps to another person.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+
+from .detect import Rect, detect_faces, detect_near, iou
+from .landmarks import interocular, predict_landmarks
+
+Describer = Callable[[np.ndarray], Callable[[], "np.ndarray | None"]]
+
+_LK = dict(winSize=(15, 15), maxLevel=2,
+           criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03))
+
+
+def _frame(pts: np.ndarray) -> tuple[np.ndarray, float]:
+    """Reference frame of a face: centre of eyes+nose, jaw width as scale."""
+    return pts[27:48].mean(0), float(np.linalg.norm(pts[16] - pts[0])) + 1e-3
+
+
+def stabilise(prev_pts: np.ndarray, flow_pts: np.ndarray, measured: np.ndarray,
+              noise: float, k_min: float) -> np.ndarray:
+    """Fuse flow-predicted and measured landmarks, point by point.
+
+    ``noise`` is the predictor's jitter in pixels: differences well below it
+    are treated as noise (weight ``k_min`` for the measurement, which still
+    cancels flow drift); differences above it are real motion (weight -> 1).
+    """
+    d = np.linalg.norm(measured - flow_pts, axis=1, keepdims=True)
+    k = np.clip(1.0 - np.exp(-((d / noise) ** 2)), k_min, 1.0)
+    return (flow_pts + k * (measured - flow_pts)).astype(np.float32)
+
+
+class FaceTrack:
+    """One followed face: stabilised landmarks and the detector-rect calibration."""
+
+    def __init__(self, pts: np.ndarray, rect: Rect) -> None:
+        self.pts = pts.astype(np.float32)
+        self.misses = 0
+        self.rel = np.zeros(4, np.float32)
+        self.calibrate(rect)
+
+    def calibrate(self, rect: Rect) -> None:
+        """Remember where the detector puts its box relative to the landmarks.
+
+        The predictor is trained on detector boxes; feeding it boxes with the
+        same relation to the face keeps its output unbiased while tracking.
+        """
+        c, s = _frame(self.pts)
+        rel = np.array([(rect[0] - c[0]) / s, (rect[1] - c[1]) / s,
+                        (rect[2] - c[0]) / s, (rect[3] - c[1]) / s], np.float32)
+        self.rel = rel if not self.rel.any() else 0.7 * self.rel + 0.3 * rel
+
+    def rect(self, pts: np.ndarray | None = None) -> Rect:
+        c, s = _frame(self.pts if pts is None else pts)
+        r = self.rel * s
+        return (c[0] + r[0], c[1] + r[1], c[0] + r[2], c[1] + r[3])
+
+    def update(self, prev: np.ndarray, grey: np.ndarray, noise: float, k_min: float,
+               measure: bool = True,
+               halves: tuple[np.ndarray, np.ndarray] | None = None) -> bool:
+        """Advance to the frame ``grey``; return False when the face is lost.
+
+        With ``measure=False`` only the optical flow moves the landmarks (the
+        predictor, ~1-2 ms with a cold cache, is skipped on that frame).
+        ``halves`` are (previous, current) frames at half resolution.
+        """
+        h, w = grey.shape
+        p = self.pts
+        x0, y0 = p.min(0)
+        x1, y1 = p.max(0)
+        m = 0.5 * max(x1 - x0, y1 - y0) + 8
+        bx0, by0 = max(0, int(x0 - m)), max(0, int(y0 - m))
+        bx1, by1 = min(w, int(x1 + m) + 1), min(h, int(y1 + m) + 1)
+        if bx1 - bx0 < 16 or by1 - by0 < 16:
+            return False
+        # Flow on the half-resolution frames when the face is large (eyes
+        # more than 60 px apart): 4x cheaper, and precise enough since the
+        # predictor measurement is fused in afterwards.
+        io = interocular(p)
+        if io > 60 and halves is not None:
+            f = 0.5
+            a = halves[0][by0 // 2:by1 // 2, bx0 // 2:bx1 // 2]
+            b = halves[1][by0 // 2:by1 // 2, bx0 // 2:bx1 // 2]
+            off = np.array([bx0 // 2 * 2, by0 // 2 * 2], np.float32)
+        else:
+            f = 1.0
+            a = prev[by0:by1, bx0:bx1]
+            b = grey[by0:by1, bx0:bx1]
+            off = np.array([bx0, by0], np.float32)
+        a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+        fx = f
+        scale = np.array([f, f], np.float32)
+        p0 = ((p - off) * scale).reshape(-1, 1, 2)
+        p1, st, _ = cv2.calcOpticalFlowPyrLK(a, b, p0, None, **_LK)
+        pb, st2, _ = cv2.calcOpticalFlowPyrLK(b, a, p1, None, **_LK)
+        fb = np.linalg.norm((pb - p0).reshape(-1, 2), axis=1) / fx
+        good = (st.ravel() == 1) & (st2.ravel() == 1) & (fb < max(1.0, 0.05 * io))
+        if good.sum() < 20:
+            return False
+        p1 = p1.reshape(-1, 2) / scale
+        flow = (p1 + off).astype(np.float32)
+        shift = np.median(flow[good] - p[good], axis=0)
+        flow[~good] = p[~good] + shift
+        if not measure:
+            if good.sum() < 40:
+                return False
+            self.pts = flow
+            c = flow.mean(0)
+            return 0 <= c[0] < w and 0 <= c[1] < h
+        measured = predict_landmarks(grey, self.rect(flow))
+        # A predictor that drifted off the face disagrees with the flow as a whole.
+        disagree = float(np.median(np.linalg.norm(measured - flow, axis=1)))
+        if disagree > 0.35 * io:
+            return False
+        _, s_new = _frame(measured)
+        _, s_old = _frame(p)
+        if not 0.7 < s_new / s_old < 1.4:
+            return False
+        new = stabilise(p, flow, measured, noise * io, k_min)
+        new[~good] = measured[~good]
+        self.pts = new
+        c = new.mean(0)
+        return 0 <= c[0] < w and 0 <= c[1] < h
+
+
+class Tracker:
+    """Decides, frame by frame, which faces to swap and where their landmarks are."""
+
+    def __init__(self, *, many_faces: bool, detect_every: int, search_every: int,
+                 max_side: int, upsample: int, measure_every: int = 1,
+                 noise: float = 0.035, k_min: float = 0.15) -> None:
+        self.many_faces = many_faces
+        self.measure_every = measure_every
+        self.detect_every = detect_every
+        self.search_every = search_every
+        self.max_side = max_side
+        self.upsample = upsample
+        self.noise = noise
+        self.k_min = k_min
+        self.describe: Describer | None = None
+        self.tracks: list[FaceTrack] = []
+        self.prev: np.ndarray | None = None
+        self.prev_half: np.ndarray | None = None
+        self.prev_thumb: np.ndarray | None = None
+        self.last_detect = -10**9
+        self.main_descriptor: np.ndarray | None = None
+        self.main_sample: Callable[[], np.ndarray | None] | None = None
+        self.detections = 0  # statistics for the benchmark
+
+    def _is_cut(self, grey: np.ndarray) -> bool:
+        h, w = grey.shape
+        step = max(1, min(h, w) // 64)
+        thumb = cv2.resize(grey[::step, ::step], (32, 18), interpolation=cv2.INTER_AREA)
+        thumb = thumb.astype(np.int16)
+        cut = False
+        if self.prev_thumb is not None:
+            cut = float(np.abs(thumb - self.prev_thumb).mean()) > 20.0
+        self.prev_thumb = thumb
+        return cut
+
+    def step(self, grey: np.ndarray, index: int,
+             describe: Describer | None = None
+             ) -> list[FaceTrack]:
+        """Process one frame's luma plane; return the tracks to swap in it.
+
+        ``describe(pts)`` returns a thunk computing the face descriptor of the
+        face at landmarks ``pts`` in this frame (the pixels are copied at once,
+        the descriptor is computed only when called); used to re-identify.
+        """
+        self.describe = describe
+        cut = self._is_cut(grey)
+        lost = False
+        half = None
+        if cut:
+            self.tracks = []
+        elif self.prev is not None and self.tracks:
+            measure = index % self.measure_every == 0
+            h, w = grey.shape
+            half = cv2.resize(grey, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+            halves = (self.prev_half, half) if self.prev_half is not None else None
+            kept = [t for t in self.tracks
+                    if t.update(self.prev, grey, self.noise, self.k_min, measure, halves)]
+            lost = len(kept) < len(self.tracks)
+            self.tracks = kept
+        since = index - self.last_detect
+        if cut or lost or since >= (self.detect_every if self.tracks else self.search_every):
+            # Confirming the followed face needs only a local look; new faces
+            # (many_faces, or nothing tracked) need the whole frame.
+            local = bool(self.tracks) and not (cut or lost or self.many_faces)
+            self._detect(grey, index, local)
+        self.prev = np.array(grey, copy=True)
+        self.prev_half = half
+        return list(self.tracks)
+
+    def _detect(self, grey: np.ndarray, index: int, local: bool = False) -> None:
+        self.last_detect = index
+        self.detections += 1
+        if local:
+            dets = []
+            for t in self.tracks:
+                dets += detect_near(grey, t.rect())
+        else:
+            dets = detect_faces(grey, self.max_side, self.upsample)
+        used: set[int] = set()
+        kept = []
+        for t in self.tracks:
+            r = t.rect()
+            best, best_iou = -1, 0.3
+            for i, d in enumerate(dets):
+                v = iou(r, d)
+                if i not in used and v > best_iou:
+                    best, best_iou = i, v
+            if best >= 0:
+                used.add(best)
+                t.misses = 0
+                t.calibrate(dets[best])
+                kept.append(t)
+            else:
+                t.misses += 1
+                if t.misses < 2:
+                    kept.append(t)
+        self.tracks = kept
+        fresh = [d for i, d in enumerate(dets) if i not in used]
+        if local:
+            return
+        if self.many_faces:
+            for d in fresh:
+                self.tracks.append(FaceTrack(predict_landmarks(grey, d), d))
+        elif not self.tracks and fresh:
+            self._acquire_main(grey, fresh)
+
+    def _acquire_main(self, grey: np.ndarray, cands: list[Rect]) -> None:
+        """Start following the main person: the largest face at first, then only them."""
+        if self.describe is None:
+            self.tracks = [FaceTrack(predict_landmarks(grey, cands[0]), cands[0])]
+            return
+        if self.main_sample is None:
+            pts = predict_landmarks(grey, cands[0])
+            # Keep a sample of the person; its descriptor (~0.3 s with the
+            # model load) is computed only if the track is ever lost.
+            self.main_sample = self.describe(pts)
+            self.tracks = [FaceTrack(pts, cands[0])]
+            return
+        if self.main_descriptor is None:
+            self.main_descriptor = self.main_sample()
+            if self.main_descriptor is None:
+                self.main_sample = None
+                return
+        best, best_d = None, 0.6
+        for d in cands[:4]:
+            pts = predict_landmarks(grey, d)
+            desc = self.describe(pts)()
+            if desc is None:
+                continue
+            dist = float(np.linalg.norm(desc - self.main_descriptor))
+            if dist < best_d:
+                best, best_d = (pts, d), dist
+        if best is not None:
+            self.tracks = [FaceTrack(*best)]

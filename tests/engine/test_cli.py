@@ -1,0 +1,57 @@
+"""``python -m engine swap`` as a user runs it: JSON on success, exit 2 and one line on failure."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from fractions import Fraction
+
+import av
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "engine", "swap", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cli_success(media, tmp_path):
+    out = tmp_path / "out.mp4"
+    p = run("--image", media("face_obama.jpg"), "--video", media("stage_multi_360p.mp4"),
+            "--out", str(out), "--max-frames", "45", "--quality", "fast")
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.strip().splitlines()
+    assert len(lines) == 1
+    res = json.loads(lines[0])
+    assert res["frames"] == 45 and 0 <= res["swapped_frames"] <= 45
+    assert res["seconds"] > 0 and res["fps"] > 0
+    with av.open(str(out)) as c:
+        v = c.streams.video[0]
+        assert v.average_rate == Fraction(2997, 100)  # the input says 29.97, exactly so
+        assert sum(1 for _ in c.decode(v)) == 45
+        assert [a.codec_context.name for a in c.streams.audio] == ["aac"]
+        assert c.metadata.get("synthetic") == "true"
+    assert os.listdir(tmp_path) == ["out.mp4"]
+
+
+def test_cli_no_face_image(media, tmp_path):
+    out = tmp_path / "out.mp4"
+    p = run("--image", media("no_human_face_dog.jpg"), "--video", media("talk_720p.mp4"),
+            "--out", str(out))
+    assert p.returncode == 2
+    last = p.stderr.strip().splitlines()[-1]
+    assert last == "error: no face found in the image"
+    assert p.stdout == "" and not out.exists()
+
+
+def test_cli_corrupt_video(media, tmp_path):
+    bad = tmp_path / "bad.mov"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypqt  " + os.urandom(20000))
+    p = run("--image", media("face_woman.jpg"), "--video", str(bad),
+            "--out", str(tmp_path / "o.mp4"))
+    assert p.returncode == 2
+    assert p.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert sorted(os.listdir(tmp_path)) == ["bad.mov"]
