@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -23,7 +21,6 @@ import tornado.websocket
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from service_bench import (  # noqa: E402
     CHUNK,
-    ROOT,
     TESTDATA,
     Client,
     MemoryWatch,
@@ -31,6 +28,7 @@ from service_bench import (  # noqa: E402
     faststart_copy,
     healthz_latencies,
     percentile,
+    with_server,
 )
 
 
@@ -112,17 +110,7 @@ def main() -> None:
     parser.add_argument("--uploads", type=int, default=20)
     parser.add_argument("--upload-mb", type=int, default=50)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        data = work / "data"
-        subprocess.run([sys.executable, str(ROOT / "server.py"), "create-admin", "bench",
-                        "--password", "benchpass1", "--data-dir", str(data)], check=True,
-                       capture_output=True)
-        server = Server(data).start("--workers", "2")
-        try:
-            asyncio.run(run(server, args, work))
-        finally:
-            server.stop()
+    with_server(run, args)
 
 
 if __name__ == "__main__":

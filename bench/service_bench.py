@@ -198,6 +198,11 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes-mb", default="1024,2048")
     args = parser.parse_args()
+    with_server(run, [int(s) for s in args.sizes_mb.split(",")])
+
+
+def with_server(run_fn, *args: object) -> None:
+    """Run ``run_fn(server, *args, work)`` against a fresh server (admin ``bench``)."""
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         data = work / "data"
@@ -206,7 +211,7 @@ def main() -> None:
                        capture_output=True)
         server = Server(data).start("--workers", "2")
         try:
-            asyncio.run(run(server, [int(s) for s in args.sizes_mb.split(",")], work))
+            asyncio.run(run_fn(server, *args, work))
         finally:
             server.stop()
 

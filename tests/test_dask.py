@@ -26,7 +26,14 @@ from engine.dispatch import Job
 from services.context import AppContext
 from storage.database import connect, ensure_indexes
 from tests.media import cut_clip
-from tests.test_tasks import frame_count, prepare, swap, upload, wait_state
+from tests.test_tasks import (
+    frame_count,
+    plant_interrupted_task,
+    prepare,
+    swap,
+    upload,
+    wait_state,
+)
 
 distributed = pytest.importorskip("distributed")
 from engine.dask_dispatch import LOST_WORKER, DaskDispatcher, scheduler_address  # noqa: E402
@@ -207,17 +214,8 @@ async def test_cancel_running_dask_task_and_recover(ctx, api, testdata, clips):
     assert not list(ctx.media.tmp.iterdir())
     assert not (ctx.media.root / "alice" / "stopped.mp4").exists()
     # restart recovery is dispatcher-agnostic: a task left 'running' runs again on Dask
-    user = await ctx.accounts.authenticate(token)
     short = await upload(api, token, "video", "s.mp4", clips["short"])
-    await ctx.repos.tasks.create({
-        "task_id": "deadbeef000000d1", "owner_id": user.id, "username": "alice",
-        "usertype": user.usertype, "imagepath": image, "videopath": short,
-        "swapname": "resumed", "filepath": "alice/resumed.mp4", "many_faces": False,
-        "keep_mouth": False, "quality": "fast", "state": "running", "percent": 42.0,
-        "frames_done": 10, "frames_total": 30, "fps": 5.0, "eta_s": 4.0, "error": None})
-    partial = ctx.media.tmp / "task-deadbeef000000d1" / ".out.mp4.x.part"
-    partial.parent.mkdir()
-    partial.write_bytes(b"half a video")
+    await plant_interrupted_task(ctx, token, image, short, "deadbeef000000d1")
     assert await ctx.tasks.recover() == 1
     view = await wait_state(api, token, "deadbeef000000d1", ("finished", "failed"))
     assert view["state"] == "finished", view["progress"]

@@ -63,6 +63,23 @@ async def wait_state(api, token: str, task_id: str, states: tuple[str, ...],
     raise AssertionError(f"task never reached {states}: {view}")
 
 
+async def plant_interrupted_task(ctx, token: str, image: str, video: str, task_id: str
+                                 ) -> Path:
+    """What a server killed mid-task leaves behind: a 'running' task (output
+    ``alice/resumed.mp4``) and a partial file; returns the partial file."""
+    user = await ctx.accounts.authenticate(token)
+    await ctx.repos.tasks.create({
+        "task_id": task_id, "owner_id": user.id, "username": user.username,
+        "usertype": user.usertype, "imagepath": image, "videopath": video,
+        "swapname": "resumed", "filepath": f"{user.username}/resumed.mp4", "many_faces": False,
+        "keep_mouth": False, "quality": "fast", "state": "running", "percent": 42.0,
+        "frames_done": 10, "frames_total": 30, "fps": 5.0, "eta_s": 4.0, "error": None})
+    partial = ctx.media.tmp / f"task-{task_id}" / ".out.mp4.x.part"
+    partial.parent.mkdir()
+    partial.write_bytes(b"half a video")
+    return partial
+
+
 def frame_count(path: Path) -> int:
     with av.open(str(path)) as container:
         return sum(1 for _ in container.decode(video=0))
@@ -248,17 +265,7 @@ async def test_cancel_running_and_queued_tasks(ctx, api, testdata, clips):
 async def test_restart_requeues_unfinished_tasks_and_removes_partial_output(ctx, api, testdata,
                                                                            clips):
     token, image, video = await prepare(api, testdata, clips["short"])
-    user = await ctx.accounts.authenticate(token)
-    # what a server killed mid-task leaves behind: a 'running' task and a partial file
-    await ctx.repos.tasks.create({
-        "task_id": "deadbeef00000001", "owner_id": user.id, "username": "alice",
-        "usertype": user.usertype, "imagepath": image, "videopath": video,
-        "swapname": "resumed", "filepath": "alice/resumed.mp4", "many_faces": False,
-        "keep_mouth": False, "quality": "fast", "state": "running", "percent": 42.0,
-        "frames_done": 10, "frames_total": 30, "fps": 5.0, "eta_s": 4.0, "error": None})
-    partial = ctx.media.tmp / "task-deadbeef00000001" / ".out.mp4.x.part"
-    partial.parent.mkdir()
-    partial.write_bytes(b"half a video")
+    partial = await plant_interrupted_task(ctx, token, image, video, "deadbeef00000001")
     assert await ctx.tasks.recover() == 1
     view = await wait_state(api, token, "deadbeef00000001", ("finished", "failed"))
     assert view["state"] == "finished", view
