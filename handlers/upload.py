@@ -22,7 +22,7 @@ from typing import Any
 
 import tornado.web
 from streaming_form_data import StreamingFormDataParser
-from streaming_form_data.parser import ParseFailedException
+from streaming_form_data.parser import ParseFailedException, parse_content_boundary
 from streaming_form_data.targets import BaseTarget, ValueTarget
 
 from handlers.base import BaseHandler
@@ -60,6 +60,38 @@ class TempFileTarget(BaseTarget):
             self._file.close()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+
+
+class PartHeaderGuard:
+    """Refuse multipart part headers longer than ``limit`` bytes.
+
+    The parser keeps a part's headers whole in memory (a 100 MB header line cost it
+    over 1 GB), so they are bounded here, before the parser sees them.
+    """
+
+    def __init__(self, boundary: bytes, limit: int = 16 * 1024) -> None:
+        self.delimiter = b"\r\n--" + boundary
+        self.limit = limit
+        self.carry = b"\r\n"  # the body's first delimiter has no CRLF of its own
+        self.in_headers = False
+
+    def feed(self, data: bytes) -> None:
+        buf, pos = self.carry + data, 0
+        while True:
+            if self.in_headers:
+                end = buf.find(b"\r\n\r\n", pos)
+                if (end if end != -1 else len(buf)) - pos > self.limit:
+                    raise ServiceError("multipart part headers are too large")
+                if end == -1:
+                    self.carry = buf[pos:]
+                    return
+                self.in_headers, pos = False, end + 4
+            else:
+                start = buf.find(self.delimiter, pos)
+                if start == -1:
+                    self.carry = buf[max(pos, len(buf) - len(self.delimiter) + 1):]
+                    return
+                self.in_headers, pos = True, start + len(self.delimiter)
 
 
 class StreamingBodyHandler(BaseHandler):
@@ -160,6 +192,7 @@ class UploadHandler(StreamingBodyHandler):
         self.start_body(self.ctx.uploads.max_bytes(user) + MULTIPART_OVERHEAD)
         try:
             self.parser = StreamingFormDataParser(self.request.headers)
+            self.guard = PartHeaderGuard(parse_content_boundary(self.request.headers))
         except ParseFailedException as exc:
             raise ServiceError(f"expected multipart/form-data with a boundary ({exc})") from None
         self.fields = {name: ValueTarget() for name in ("username", "filetype")}
@@ -173,6 +206,7 @@ class UploadHandler(StreamingBodyHandler):
         if self.parser is None:
             return
         self.tail = (self.tail + chunk)[-256:]
+        self.guard.feed(chunk)
         try:
             self.parser.data_received(chunk)
         except (ParseFailedException, ValueError):  # ValueError: non-UTF-8 part headers

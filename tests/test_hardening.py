@@ -167,6 +167,14 @@ async def test_hostile_multipart_names_and_many_fields(ctx, api, testdata):
                                  headers={"Content-Type": ctype})
     assert code == 400 and reply["msg"] == "malformed multipart body", reply
     assert leftovers(ctx) == kept
+    # a part header of 20 MB is refused before the parser buffers it
+    body, ctype = multipart({"filetype": "image"}, "file", "a.jpg", image)
+    body = body.replace(b"Content-Type: application/octet-stream",
+                        b"X-Huge: " + b"a" * 20_000_000, 1)
+    code, reply = await api.call("POST", "/video/upload", raw=body, token=token,
+                                 headers={"Content-Type": ctype})
+    assert code == 400 and "headers are too large" in reply["msg"], reply
+    assert leftovers(ctx) == kept
     # thousands of fields around the file part
     fields = {f"f{i}": "v" * 10 for i in range(5000)}
     body, ctype = multipart({"filetype": "image", **fields}, "file", "a.jpg", image)
