@@ -49,7 +49,8 @@ class CustomersHandler(BaseHandler):
                                                     self.request.remote_ip or "")
         self.set_signed_cookie(SESSION_COOKIE, token, expires_days=self.ctx.settings.session_days,
                                httponly=True, samesite="Lax",
-                               secure=self.ctx.settings.secure_cookies)
+                               secure=self.ctx.settings.secure_cookies
+                               or self.request.protocol == "https")
         self.reply({"status": 0, "userdata": user.public(), "token": token,
                     "xsrf": self.xsrf_token.decode()})
 
