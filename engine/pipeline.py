@@ -36,12 +36,13 @@ from .track import Tracker
 
 QUALITIES: dict[str, dict] = {
     # detect_every: frames between detections while tracking; search_every: while no face.
-    # measure_every: frames between landmark predictions (optical flow alone in between).
+    # measure_every: at most this many frames between landmark predictions; in between,
+    # optical flow alone while the face moves little and rigidly (see FaceTrack.update).
     "fast": dict(detect_every=15, search_every=6, max_side=480, upsample=0, morph=0.0,
-                 measure_every=3,
+                 measure_every=5,
                  preset="veryfast", crf=17),
     "balanced": dict(detect_every=10, search_every=5, max_side=640, upsample=0, morph=0.5,
-                     measure_every=2,
+                     measure_every=4,
                      preset="veryfast", crf=15),
     "high": dict(detect_every=5, search_every=2, max_side=960, upsample=0, morph=0.5,
                  measure_every=1,

@@ -17,8 +17,8 @@ from . import models
 from .colorspace import bgr_to_yuv
 from .detect import detect_faces
 from .errors import EngineError
-from .landmarks import INNER_MOUTH, JAW, predict_landmarks
-from .warp import mesh_points, triangulate
+from .landmarks import INNER_MOUTH, JAW, interocular, predict_landmarks
+from .warp import geometry, mesh_points, triangulate
 
 #: The face is stored at most this wide (jaw to jaw, pixels): enough for 1080p targets.
 MAX_FACE_PX = 360
@@ -64,12 +64,19 @@ class SourceFace:
     mouth_gap: float  # lip opening / jaw width in the photo (0: closed, no inner mouth to show)
     y: np.ndarray | None = None
     uv: np.ndarray | None = None
+    #: uint8 (255: use the photo) at chroma resolution: 0 over hair that
+    #: covers the forehead in the photo (a fringe), see :func:`forehead_keep`.
+    keep: np.ndarray | None = None
     sharpness_matched: bool = False
     scale_to_frame: float = 1.0  # frame pixels per source pixel (set per frame by the swap)
 
     def to_yuv(self, matrix: str) -> None:
         """Convert the crop to the video's YUV matrix (once per task)."""
         self.y, self.uv = bgr_to_yuv(self.bgr, matrix)
+        if self.keep is None:
+            h, w = self.uv.shape[:2]
+            self.keep = cv2.resize(forehead_keep(self.bgr, self.pts), (w, h),
+                                   interpolation=cv2.INTER_AREA)
 
 
 def mouth_gap(pts: np.ndarray) -> float:
@@ -77,6 +84,59 @@ def mouth_gap(pts: np.ndarray) -> float:
     inner = pts[INNER_MOUTH]
     gap = float(np.linalg.norm(inner[[1, 2, 3]] - inner[[7, 6, 5]], axis=1).mean())
     return gap / (float(np.linalg.norm(pts[16] - pts[0])) + 1e-6)
+
+
+def forehead_keep(bgr: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Where the photo's face may be used: uint8 map, 0 over hair on the forehead.
+
+    The swapped region reaches above the brows; a fringe there would be carried
+    onto the target's forehead. Skin colour is learnt from the photo's own
+    mid-face (robust median/MAD in Lab); scanning down each column from the
+    top of the swapped region, everything until the first skin is hair.
+    The cut stops at the brow line and its edge is widened and feathered so
+    the target's own forehead takes over smoothly. Once per task.
+    """
+    h, w = bgr.shape[:2]
+    io = interocular(pts)
+    # Strands average out at this scale: a fringe is judged by its mean colour.
+    lab = cv2.cvtColor(cv2.GaussianBlur(bgr, (0, 0), max(0.5, 0.05 * io)),
+                       cv2.COLOR_BGR2LAB).astype(np.float32)
+    # Skin sample: the mid-face (jaw points pulled toward the nose tip, away
+    # from hair and background), without eyes, nostrils and lips.
+    ring = pts[[1, 2, 3, 4, 12, 13, 14, 15]]
+    ring = ring + 0.3 * (pts[30] - ring)
+    ipts = np.round(pts).astype(np.int32)
+    sample = np.zeros((h, w), np.uint8)
+    cv2.fillConvexPoly(sample, np.round(ring).astype(np.int32), 255)
+    cv2.fillPoly(sample, [ipts[48:60], ipts[36:42], ipts[42:48], ipts[31:36]], 0)
+    px = lab[sample > 0]
+    keep = np.full((h, w), 255, np.uint8)
+    if len(px) < 50:
+        return keep
+    med = np.median(px, 0)
+    mad = np.median(np.abs(px - med), 0) * 1.4826 + np.array([4.0, 2.0, 2.0], np.float32)
+    z2 = (((lab - med) / mad) ** 2).sum(-1)
+    # Skin: close to the sample's colour and not darker than its shaded part
+    # (hair is almost always darker than the skin it covers).
+    skin = ((z2 < 9.0) & (lab[..., 0] > med[0] - mad[0])).astype(np.uint8)
+    # Skin-coloured specks in the hair (highlights) must not end the scan.
+    k = max(3, int(round(0.1 * io)) | 1)
+    skin = cv2.morphologyEx(skin, cv2.MORPH_OPEN,
+                            cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    inside = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(inside, [np.round(geometry(pts)[1]).astype(np.int32)], 1)
+    skin &= inside
+    # Only hair inside the swapped region matters (the mask is 0 outside it).
+    cut = np.cumprod(1 - skin, axis=0, dtype=np.uint8) & inside
+    k = max(3, int(round(0.1 * io)) | 1)
+    cut = cv2.dilate(cut, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    # The cut stops at the brow line: brows and eyes (the identity) stay the photo's.
+    brow = pts[17:27]
+    order = np.argsort(brow[:, 0])
+    line = np.interp(np.arange(w), brow[order, 0], brow[order, 1])
+    cut[np.arange(h)[:, None] >= line[None, :]] = 0
+    keep[cut > 0] = 0
+    return cv2.GaussianBlur(keep, (0, 0), max(0.8, 0.06 * io))
 
 
 def match_sharpness(src: SourceFace, face_y: np.ndarray, base_y: np.ndarray,

@@ -51,6 +51,7 @@ def swap_face(y: np.ndarray, u: np.ndarray, v: np.ndarray, target: np.ndarray,
                                    (np.hypot(*(src.pts[16] - src.pts[0])) + 1e-6))
         io0 = float(np.hypot(*(dst[36:42].mean(0) - dst[42:48].mean(0))))
         a0 = blend.face_mask(box, dst, poly_d, io0, keep_mouth=1.0)
+        a0 *= _keep(src, maps)
         if match_sharpness(src, face_y, base_y, a0):
             face_y = warp.remap(src.y, maps.src_full)
     face_uv = warp.remap(src.uv, maps.src_half)
@@ -61,6 +62,8 @@ def swap_face(y: np.ndarray, u: np.ndarray, v: np.ndarray, target: np.ndarray,
     wider = (mouth_gap(target) - src.mouth_gap - 0.01) / 0.03
     mouth = 1.0 if keep_mouth else min(1.0, max(0.0, wider))
     alpha = blend.face_mask(box, dst, poly_d, io, keep_mouth=mouth)
+    if src.keep is not None:
+        alpha *= _keep(src, maps)
     face_px = float(np.hypot(*(dst[16] - dst[0])))
     cy, cuv = color.match_colour(face_y, face_uv, base_y, base_uv, alpha, face_px)
     alpha_full = cv2.resize(alpha, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
@@ -68,3 +71,11 @@ def swap_face(y: np.ndarray, u: np.ndarray, v: np.ndarray, target: np.ndarray,
     out_uv = blend.composite(base_uv, cuv, alpha)
     u[cy0:cy1, cx0:cx1] = out_uv[..., 0]
     v[cy0:cy1, cx0:cx1] = out_uv[..., 1]
+
+
+def _keep(src: SourceFace, maps: warp.Maps) -> np.ndarray:
+    """The photo's forehead-hair cut (see ``forehead_keep``) warped into the box, 0..1."""
+    if src.keep is None:
+        return np.float32(1.0)
+    k = warp.remap(src.keep, maps.src_half)
+    return cv2.multiply(k, 1.0 / 255.0, dtype=cv2.CV_32F)

@@ -50,9 +50,15 @@ def stabilise(prev_pts: np.ndarray, flow_pts: np.ndarray, measured: np.ndarray,
 class FaceTrack:
     """One followed face: stabilised landmarks and the detector-rect calibration."""
 
+    #: Flow-only frames need the whole face to move less than MOVE and every
+    #: point to deviate from that common shift by less than DEFORM (x eye distance).
+    MOVE = 0.04
+    DEFORM = 0.06
+
     def __init__(self, pts: np.ndarray, rect: Rect) -> None:
         self.pts = pts.astype(np.float32)
         self.misses = 0
+        self.skipped = 0  # consecutive frames moved by the flow alone
         self.rel = np.zeros(4, np.float32)
         self.calibrate(rect)
 
@@ -74,11 +80,14 @@ class FaceTrack:
 
     def update(self, prev: np.ndarray, grey: np.ndarray, noise: float, k_min: float,
                measure: bool = True,
-               halves: tuple[np.ndarray, np.ndarray] | None = None) -> bool:
+               halves: tuple[np.ndarray, np.ndarray] | None = None,
+               max_skip: int = 0) -> bool:
         """Advance to the frame ``grey``; return False when the face is lost.
 
-        With ``measure=False`` only the optical flow moves the landmarks (the
-        predictor, ~1-2 ms with a cold cache, is skipped on that frame).
+        With ``measure=False`` the predictor (~1-2 ms with a cold cache) is
+        skipped on this frame when the flow shows only small, rigid motion,
+        at most ``max_skip`` frames in a row; only the flow moves the
+        landmarks then.
         ``halves`` are (previous, current) frames at half resolution.
         """
         h, w = grey.shape
@@ -118,9 +127,21 @@ class FaceTrack:
         flow = (p1 + off).astype(np.float32)
         shift = np.median(flow[good] - p[good], axis=0)
         flow[~good] = p[~good] + shift
+        if self.skipped >= max_skip:
+            measure = True
+        if not measure:
+            # Flow alone suffices while the face moves little and rigidly:
+            # the predictor would only be fused in at k_min weight there.
+            # Larger or non-rigid motion (an expression, a quick turn) is
+            # measured at once, so there is no lag on fast motion.
+            move = flow[good] - p[good]
+            rigid = float(np.hypot(*shift))
+            resid = float(np.abs(move - shift).max())
+            measure = rigid > self.MOVE * io or resid > self.DEFORM * io
         if not measure:
             if good.sum() < 40:
                 return False
+            self.skipped += 1
             self.pts = flow
             c = flow.mean(0)
             return 0 <= c[0] < w and 0 <= c[1] < h
@@ -133,6 +154,7 @@ class FaceTrack:
         _, s_old = _frame(p)
         if not 0.7 < s_new / s_old < 1.4:
             return False
+        self.skipped = 0
         new = stabilise(p, flow, measured, noise * io, k_min)
         new[~good] = measured[~good]
         self.pts = new
@@ -191,12 +213,13 @@ class Tracker:
         if cut:
             self.tracks = []
         elif self.prev is not None and self.tracks:
-            measure = index % self.measure_every == 0
+            measure = self.measure_every <= 1
             h, w = grey.shape
             half = cv2.resize(grey, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
             halves = (self.prev_half, half) if self.prev_half is not None else None
             kept = [t for t in self.tracks
-                    if t.update(self.prev, grey, self.noise, self.k_min, measure, halves)]
+                    if t.update(self.prev, grey, self.noise, self.k_min, measure, halves,
+                                self.measure_every - 1)]
             lost = len(kept) < len(self.tracks)
             self.tracks = kept
         since = index - self.last_detect

@@ -134,8 +134,9 @@ def compute_maps(box: tuple[int, int, int, int], dst: np.ndarray, src: np.ndarra
     shift = 4
     off = np.array([x0 + c, y0 + c], np.float32)
     verts = ((dst - off) / grid * (1 << shift)).round().astype(np.int32)
-    for t, tri in enumerate(tris):
-        cv2.fillConvexPoly(idx, verts[tri], t, lineType=cv2.LINE_8, shift=shift)
+    fill = cv2.fillConvexPoly
+    for t, tri in enumerate(verts[tris]):  # one gather, not one per triangle
+        fill(idx, tri, t, lineType=cv2.LINE_8, shift=shift)
     gx = (np.arange(gw, dtype=np.float32) * grid + (x0 + c))[None, :]
     gy = (np.arange(gh, dtype=np.float32) * grid + (y0 + c))[:, None]
 
@@ -151,11 +152,12 @@ def compute_maps(box: tuple[int, int, int, int], dst: np.ndarray, src: np.ndarra
 
     def upsample(d: np.ndarray) -> np.ndarray:
         # Full-resolution map = exact pixel grid + upsampled displacement, so
-        # it is exactly the identity wherever nothing moves.
-        m = cv2.resize(d, full, interpolation=cv2.INTER_LINEAR)
-        m[..., 0] += np.arange(x0, x1, dtype=np.float32)[None, :]
-        m[..., 1] += np.arange(y0, y1, dtype=np.float32)[:, None]
-        return m
+        # it is exactly the identity wherever nothing moves. The box offset is
+        # added on the small grid (bilinear resizing keeps constants) and the
+        # pixel grid is one contiguous add of a cached array.
+        m = cv2.resize(d + np.array([x0, y0], np.float32), full,
+                       interpolation=cv2.INTER_LINEAR)
+        return cv2.add(m, _pixel_grid(full[0], full[1]))
 
     out = Maps()
     out.box = box
@@ -180,6 +182,22 @@ def compute_maps(box: tuple[int, int, int, int], dst: np.ndarray, src: np.ndarra
         out.tgt_half = half
         out.tgt_full = upsample(d)
     return out
+
+
+_grid = np.zeros((0, 0, 2), np.float32)
+
+
+def _pixel_grid(w: int, h: int) -> np.ndarray:
+    """(h, w, 2) float32 array of (x, y) pixel coordinates (a view of a cached grid)."""
+    global _grid
+    gh, gw = _grid.shape[:2]
+    if gh < h or gw < w:
+        gh, gw = max(gh, h + 64), max(gw, w + 64)
+        grid = np.empty((gh, gw, 2), np.float32)
+        grid[..., 0] = np.arange(gw, dtype=np.float32)[None, :]
+        grid[..., 1] = np.arange(gh, dtype=np.float32)[:, None]
+        _grid = grid
+    return _grid[:h, :w]
 
 
 def remap(plane: np.ndarray, m: np.ndarray) -> np.ndarray:

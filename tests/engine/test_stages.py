@@ -108,6 +108,35 @@ def test_tracker_follows_with_few_detections_and_low_jitter(talk_frames):
     assert acc_t < acc_r
 
 
+def test_tracker_skips_the_predictor_only_while_the_face_is_still(talk_frames, monkeypatch):
+    from engine import track
+
+    calls = []
+    real = track.predict_landmarks
+    monkeypatch.setattr(track, "predict_landmarks", lambda *a: calls.append(1) or real(*a))
+    tracker = Tracker(many_faces=False, detect_every=10, search_every=3, max_side=640,
+                      upsample=0, measure_every=4)
+    err = []
+    for i, (y, _, _, _) in enumerate(talk_frames):
+        faces = tracker.step(y, i)
+        assert len(faces) == 1
+        if i % 5 == 0:
+            err.append(np.abs(faces[0].pts - real(y, detect_faces(y)[0])).mean())
+    # At least every 4th frame is measured; the still presenter needs few more.
+    assert len(talk_frames) / 4 - 1 <= len(calls) < len(talk_frames) / 2
+    assert np.mean(err) < 4.0
+    # A still frame is followed by the flow alone; a quick move is measured at once.
+    t = tracker.tracks[0]
+    y = talk_frames[-1][0]
+    n, t.skipped = len(calls), 0
+    assert t.update(y, y, tracker.noise, tracker.k_min, False, None, max_skip=3)
+    assert len(calls) == n and t.skipped == 1
+    step = int(0.1 * track.interocular(t.pts)) + 1
+    assert t.update(y, np.roll(y, step, axis=1), tracker.noise, tracker.k_min, False, None,
+                    max_skip=3)
+    assert len(calls) == n + 1 and t.skipped == 0
+
+
 def test_warp_reproduces_an_affine_map(media):
     img = cv2.imread(media("face_obama.jpg"))
     grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
@@ -172,6 +201,22 @@ def test_source_picks_the_largest_face(media):
     assert two.pts.shape == (68, 2) and two.y is None
     two.to_yuv("bt709")
     assert two.y.shape[0] == 2 * two.uv.shape[0]
+
+
+def test_forehead_fringe_is_cut_but_bare_foreheads_and_eyes_kept(media):
+    """The fringe over the woman's forehead is left out; a bare forehead stays whole."""
+    for name, fringe in (("face_woman.jpg", True), ("face_obama.jpg", False)):
+        src = load_source(media(name))
+        src.to_yuv("bt601")
+        keep = cv2.resize(src.keep, (src.y.shape[1], src.y.shape[0]))
+        p = src.pts
+        io = float(np.linalg.norm(p[36:42].mean(0) - p[42:48].mean(0)))
+        # Eyes and everything below them always come from the photo.
+        assert keep[int(p[36:48, 1].max()):int(p[8, 1]), int(p[2, 0]):int(p[14, 0])].min() == 255
+        # The band just above the brows, inside the swapped region.
+        y0, y1 = int(p[17:27, 1].min() - 0.2 * io), int(p[17:27, 1].min())
+        band = keep[y0:y1, int(p[19, 0]):int(p[24, 0])]
+        assert (np.median(band) < 80) if fringe else (band.min() > 200), name
 
 
 @pytest.mark.parametrize("name", ["face_woman.jpg", "face_bw_man.jpg", "painting_woman.jpg"])
