@@ -76,6 +76,20 @@ class PartHeaderGuard:
         self.in_headers = False
 
     def feed(self, data: bytes) -> None:
+        if not self.in_headers and len(data) > 2 * len(self.delimiter):
+            # the common case, inside file content: look only where a delimiter may
+            # start, without copying the MiB of data onto the carry
+            joint = self.carry + data[: len(self.delimiter)]
+            start = joint.find(self.delimiter)
+            if start == -1:
+                start = data.find(self.delimiter)
+                if start == -1:
+                    self.carry = data[-len(self.delimiter) + 1:]
+                    return
+                data = data[start:]
+            else:
+                data = joint[start:] + data[len(self.delimiter):]
+            self.carry = b""
         buf, pos = self.carry + data, 0
         while True:
             if self.in_headers:
@@ -205,7 +219,7 @@ class UploadHandler(StreamingBodyHandler):
     def consume(self, chunk: bytes) -> None:
         if self.parser is None:
             return
-        self.tail = (self.tail + chunk)[-256:]
+        self.tail = (self.tail + chunk[-256:])[-256:]
         self.guard.feed(chunk)
         try:
             self.parser.data_received(chunk)
