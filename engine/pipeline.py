@@ -84,6 +84,16 @@ def _put(q: queue.Queue, item, stop: threading.Event,
     return False
 
 
+def _get(q: queue.Queue, stop: threading.Event):
+    """Get with a bounded wait; None once ``stop`` is set (a failing sibling thread)."""
+    while True:
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            if stop.is_set():
+                return None
+
+
 class StageTimes:
     """Seconds spent per stage (summed over frames), for the benchmark."""
 
@@ -192,12 +202,9 @@ def _run(reader: VideoReader, writer: VideoWriter, source, opts: dict, stop: thr
 
     def write() -> None:
         while True:
-            try:
-                item = out_q.get(timeout=0.1)
-            except queue.Empty:
-                if stop.is_set():
-                    return
-                continue
+            item = _get(out_q, stop)
+            if item is None:
+                return
             if item is _END:
                 break
             frame, pts = item
@@ -217,12 +224,9 @@ def _run(reader: VideoReader, writer: VideoWriter, source, opts: dict, stop: thr
     def swap() -> None:
         nonlocal swapped
         while True:
-            try:
-                item = swap_q.get(timeout=0.1)
-            except queue.Empty:
-                if stop.is_set():
-                    return
-                continue
+            item = _get(swap_q, stop)
+            if item is None:
+                return
             if item is _END:
                 break
             frame, pts, faces = item
