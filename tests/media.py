@@ -25,6 +25,13 @@ def cut_clip(src: Path, dst: Path, seconds: float) -> Path:
     return dst
 
 
+def talk_clips(testdata: Path, folder: Path, long_seconds: float) -> dict[str, bytes]:
+    """A 1 s clip and a ``long_seconds`` clip of the talking-head test video."""
+    src = testdata / "talk_480sq_33s.mp4"
+    return {"short": cut_clip(src, folder / "short.mp4", 1.0).read_bytes(),
+            "long": cut_clip(src, folder / "long.mp4", long_seconds).read_bytes()}
+
+
 def multipart(fields: dict[str, str], file_field: str | None = None, filename: str = "",
               content: bytes = b"") -> tuple[bytes, str]:
     """A multipart/form-data body and its Content-Type."""

@@ -25,7 +25,7 @@ from conf import Settings, parse
 from engine.dispatch import Job
 from services.context import AppContext
 from storage.database import connect, ensure_indexes
-from tests.media import cut_clip
+from tests.media import talk_clips
 from tests.test_tasks import (
     frame_count,
     plant_interrupted_task,
@@ -41,10 +41,7 @@ from engine.dask_dispatch import LOST_WORKER, DaskDispatcher, scheduler_address 
 
 @pytest.fixture(scope="module")
 def clips(testdata: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
-    folder = tmp_path_factory.mktemp("dask-clips")
-    src = testdata / "talk_480sq_33s.mp4"
-    return {"short": cut_clip(src, folder / "short.mp4", 1.0).read_bytes(),
-            "long": cut_clip(src, folder / "long.mp4", 6.0).read_bytes()}
+    return talk_clips(testdata, tmp_path_factory.mktemp("dask-clips"), 6.0)
 
 
 @pytest.fixture(scope="module")

@@ -13,15 +13,12 @@ import pytest
 import tornado.httpclient
 import tornado.websocket
 
-from tests.media import cut_clip, multipart
+from tests.media import multipart, talk_clips
 
 
 @pytest.fixture(scope="module")
 def clips(testdata: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
-    folder = tmp_path_factory.mktemp("clips")
-    src = testdata / "talk_480sq_33s.mp4"
-    return {"short": cut_clip(src, folder / "short.mp4", 1.0).read_bytes(),
-            "long": cut_clip(src, folder / "long.mp4", 8.0).read_bytes()}
+    return talk_clips(testdata, tmp_path_factory.mktemp("clips"), 8.0)
 
 
 async def upload(api, token: str, filetype: str, name: str, content: bytes) -> str:
