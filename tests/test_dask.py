@@ -28,6 +28,7 @@ from storage.database import connect, ensure_indexes
 from tests.media import talk_clips
 from tests.test_tasks import (
     frame_count,
+    messages_until_done,
     plant_interrupted_task,
     prepare,
     swap,
@@ -128,13 +129,7 @@ async def test_two_swaps_run_concurrently_on_two_dask_workers(ctx, api, testdata
     assert os.getpid() not in pids.values()
     assert ("running", "running") in states  # at the same time, not one after the other
     for ws, task_id in zip(sockets, task_ids, strict=True):
-        messages = []
-        while True:
-            message = json.loads(await ws.read_message())
-            assert message["task_id"] == task_id
-            messages.append(message)
-            if message["state"] in ("finished", "failed", "cancelled"):
-                break
+        messages = await messages_until_done(ws, task_id)
         ws.close()
         assert messages[-1]["state"] == "finished", messages[-1]
         running = [m for m in messages if m["state"] == "running" and m["frames_total"]]

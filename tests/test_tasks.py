@@ -77,6 +77,19 @@ async def plant_interrupted_task(ctx, token: str, image: str, video: str, task_i
     return partial
 
 
+async def messages_until_done(ws, task_id: str) -> list[dict]:
+    """The socket's messages for ``task_id`` up to its final state (all must be for it)."""
+    messages = []
+    while True:
+        raw = await ws.read_message()
+        assert raw is not None, "socket closed early"
+        message = json.loads(raw)
+        assert message["task_id"] == task_id
+        messages.append(message)
+        if message["state"] in ("finished", "failed", "cancelled"):
+            return messages
+
+
 def frame_count(path: Path) -> int:
     with av.open(str(path)) as container:
         return sum(1 for _ in container.decode(video=0))
@@ -91,15 +104,7 @@ async def test_swap_end_to_end_with_websocket_playback_and_download(ctx, api, te
     code, reply = await swap(api, token, image, video, "result", quality="fast")
     assert code == 200 and reply["status"] == 0, reply
     task_id = reply["task_id"]
-    messages = []
-    while True:
-        raw = await ws.read_message()
-        assert raw is not None, "socket closed early"
-        message = json.loads(raw)
-        assert message["task_id"] == task_id
-        messages.append(message)
-        if message["state"] in ("finished", "failed", "cancelled"):
-            break
+    messages = await messages_until_done(ws, task_id)
     ws.close()
     assert messages[-1]["state"] == "finished", messages[-1]
     assert [m["state"] for m in messages][0] == "queued"
