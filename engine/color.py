@@ -27,18 +27,18 @@ def match_colour(src_y: np.ndarray, src_uv: np.ndarray, tgt_y: np.ndarray, tgt_u
     small = (max(4, int(round(hw * 2 / f))), max(4, int(round(hh * 2 / f))))
     sigma = 32.0 / 7.0
     area = cv2.INTER_AREA
+    # Masked (normalised) blurs: blur(img*mask)/blur(mask), at the small size;
+    # the mask rides as the target's fourth channel, so one blur does the
+    # target and one the source. Luma is decimated 2x by striding first: it
+    # is blurred heavily anyway.
     m = cv2.resize(mask_half, small, interpolation=area)
-    # Masked (normalised) blurs: blur(img*mask)/blur(mask); target and source
-    # stacked as 3+3 channels so each blur is one call.
-    # Luma is decimated 2x by striding first: it is blurred heavily anyway.
-    t3 = np.dstack([cv2.resize(tgt_y[::2, ::2], small, interpolation=area),
-                    cv2.resize(tgt_uv, small, interpolation=area)]).astype(np.float32)
-    s3 = np.dstack([cv2.resize(src_y[::2, ::2], small, interpolation=area),
-                    cv2.resize(src_uv, small, interpolation=area)]).astype(np.float32)
-    both = np.dstack([t3, s3]) * m[..., None]
-    den = np.maximum(cv2.GaussianBlur(m, (0, 0), sigma), 1e-3)[..., None]
-    low = np.dstack([cv2.GaussianBlur(both[..., :3], (0, 0), sigma),
-                     cv2.GaussianBlur(both[..., 3:], (0, 0), sigma)]) / den
+    t3 = cv2.resize(cv2.merge([tgt_y[::2, ::2], tgt_uv]), small, interpolation=area)
+    s3 = cv2.resize(cv2.merge([src_y[::2, ::2], src_uv]), small, interpolation=area)
+    mm = m[..., None]
+    lt4 = cv2.GaussianBlur(cv2.merge([t3.astype(np.float32) * mm, m]), (0, 0), sigma)
+    ls3 = cv2.GaussianBlur(s3.astype(np.float32) * mm, (0, 0), sigma)
+    den = np.maximum(lt4[..., 3:], 1e-3)
+    low = np.concatenate([lt4[..., :3], ls3], axis=2) / den
     lt, ls = low[..., 0], low[..., 3]
     ltu, lsu = low[..., 1:3], low[..., 4:6]
     ratio = np.clip((lt - 16.0) / np.maximum(ls - 16.0, 4.0), 0.25, 4.0)

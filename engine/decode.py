@@ -72,6 +72,12 @@ class VideoReader:
         self.colorspace: int | None = None
         self.decoded = 0
 
+    @property
+    def max_size(self) -> tuple[int, int]:
+        """(width, height) as the stream header states; converted frames have no more pixels."""
+        cc = self.stream.codec_context
+        return max(16, cc.width or 0), max(16, cc.height or 0)
+
     def close(self) -> None:
         self.container.close()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import tempfile
 import threading
 from typing import Any
 
@@ -43,9 +44,45 @@ def _load(name: str, factory) -> Any:
 
 def face_detector():
     """dlib's HOG frontal face detector (fast; used on every detection frame)."""
+    return _load("hog", _hog_detector)
+
+
+def cache_dir() -> str:
+    """Where derived model files are kept ($FACESWAP_CACHE_DIR, else the user's cache)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.environ.get("FACESWAP_CACHE_DIR") or os.path.join(base, "faceswap")
+
+
+def _hog_detector():
+    """The built-in detector, through a binary copy of it in :func:`cache_dir`.
+
+    ``get_frontal_face_detector`` rebuilds the detector from dlib's embedded
+    text form (measured: 0.25-0.28 s, a third of a CLI run's start-up); the
+    same detector saved in dlib's binary format loads in about 2 ms. The copy
+    is written once per dlib version; if it cannot be written (read-only
+    home), the slow path is simply taken every time.
+    """
     import dlib
 
-    return _load("hog", dlib.get_frontal_face_detector)
+    path = os.path.join(cache_dir(), f"frontal_face_detector-{dlib.__version__}.svm")
+    try:
+        return dlib.fhog_object_detector(path)
+    except (RuntimeError, OSError):
+        pass  # not written yet, or unreadable: rebuild it below
+    detector = dlib.get_frontal_face_detector()
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".part")
+        os.close(fd)
+        try:
+            detector.save(tmp)
+            os.replace(tmp, path)  # readers never see a half-written file
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    except OSError:
+        pass
+    return detector
 
 
 def cnn_face_detector():

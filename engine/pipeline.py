@@ -6,7 +6,9 @@ and in a daemonic Dask worker (which may not start child processes):
 * reader thread: demux + decode (FFmpeg codec threads) + orientation/size fixes;
 * calling thread: detection, tracking and landmarks (inherently sequential),
   plus the progress and cancellation callbacks;
-* swap thread: warp, relight and blend of frame i while frame i+1 is tracked;
+* swap thread: warp, relight and blend of frame i while frame i+1 is tracked,
+  done in a helper process (:mod:`engine.offload`) when this process may
+  have one, so the swap's Python and numpy work does not wait for the GIL;
 * writer thread: libx264 encode (its own threads) + mux, audio interleaved.
 
 FFmpeg, x264, OpenCV and most of dlib run without the GIL, so one task uses
@@ -30,6 +32,8 @@ from .colorspace import matrix_for, yuv_to_bgr
 from .decode import VideoReader, planes
 from .encode import VideoWriter
 from .errors import Cancelled, EngineError
+from .malloc import keep_freed_memory
+from .offload import SwapHelper, available
 from .source import load_source
 from .swap import swap_face
 from .track import Tracker
@@ -41,7 +45,7 @@ QUALITIES: dict[str, dict] = {
     "fast": dict(detect_every=15, search_every=6, max_side=480, upsample=0, morph=0.0,
                  measure_every=5,
                  preset="veryfast", crf=17),
-    "balanced": dict(detect_every=10, search_every=5, max_side=640, upsample=0, morph=0.5,
+    "balanced": dict(detect_every=10, search_every=5, max_side=640, upsample=0, morph=0.0,
                      measure_every=4,
                      preset="veryfast", crf=15),
     "high": dict(detect_every=5, search_every=2, max_side=960, upsample=0, morph=0.5,
@@ -122,13 +126,14 @@ def swap_video(image_path: str, video_path: str, out_path: str, *, many_faces: b
                max_height: int | None = None, max_frames: int | None = None,
                progress: Callable[[int, int, float], None] | None = None,
                should_cancel: Callable[[], bool] | None = None,
-               stats: StageTimes | None = None) -> dict:
+               stats: StageTimes | None = None, helper: bool | None = None) -> dict:
     """Swap the face of ``image_path`` into ``video_path``, writing an MP4 to ``out_path``.
 
     Returns ``{"frames", "swapped_frames", "seconds", "fps", "width", "height"}``.
     Raises :class:`EngineError` (clear one-line message) or :class:`Cancelled`.
     ``progress`` and ``should_cancel`` are called only from the calling thread;
-    ``should_cancel`` at most every 0.1 s, between frames.
+    ``should_cancel`` at most every 0.1 s, between frames. ``helper``: swap
+    in a helper process (default: whenever this process may start one).
     """
     if quality not in QUALITIES:
         raise EngineError(f"unknown quality {quality!r} (use fast, balanced or high)")
@@ -146,9 +151,14 @@ def swap_video(image_path: str, video_path: str, out_path: str, *, many_faces: b
     # CPU and slower wall time), so it is turned off for the task.
     cv_threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
+    keep_freed_memory()
     started = time.monotonic()
     reader = VideoReader(video_path, max_height=max_height, max_frames=max_frames)
     writer: VideoWriter | None = None
+    swapper: SwapHelper | None = None
+    if available() if helper is None else helper:
+        # Started first: its interpreter start-up overlaps the model loading below.
+        swapper = SwapHelper(*reader.max_size)
     stop = threading.Event()
     threads: list[_Stage] = []
     try:
@@ -157,8 +167,9 @@ def swap_video(image_path: str, video_path: str, out_path: str, *, many_faces: b
         st.source = time.monotonic() - t
         writer = VideoWriter(out_path, preset=opts["preset"], crf=opts["crf"],
                              audio_in=reader.audio)
-        result = _run(reader, writer, source, opts, stop, threads, st, many_faces=many_faces,
-                      keep_mouth=keep_mouth, progress=progress, should_cancel=should_cancel)
+        result = _run(reader, writer, source, opts, stop, threads, st, swapper,
+                      many_faces=many_faces, keep_mouth=keep_mouth, progress=progress,
+                      should_cancel=should_cancel)
         try:
             writer.finish()
         except (OSError, ValueError, av.FFmpegError) as exc:
@@ -174,6 +185,8 @@ def swap_video(image_path: str, video_path: str, out_path: str, *, many_faces: b
     finally:
         stop.set()
         reader.close()
+        if swapper is not None:
+            swapper.close()
         sys.setswitchinterval(switch)
         cv2.setNumThreads(cv_threads)
     seconds = time.monotonic() - started
@@ -183,8 +196,8 @@ def swap_video(image_path: str, video_path: str, out_path: str, *, many_faces: b
 
 
 def _run(reader: VideoReader, writer: VideoWriter, source, opts: dict, stop: threading.Event,
-         threads: list[_Stage], st: StageTimes, *, many_faces: bool, keep_mouth: bool,
-         progress, should_cancel) -> dict:
+         threads: list[_Stage], st: StageTimes, swapper: SwapHelper | None, *,
+         many_faces: bool, keep_mouth: bool, progress, should_cancel) -> dict:
     frames_q: queue.Queue = queue.Queue(_QUEUE)
     swap_q: queue.Queue = queue.Queue(_QUEUE)
     out_q: queue.Queue = queue.Queue(_QUEUE)
@@ -223,6 +236,9 @@ def _run(reader: VideoReader, writer: VideoWriter, source, opts: dict, stop: thr
 
     def swap() -> None:
         nonlocal swapped
+        # (frame, pts, helper job or None) in frame order, waiting to be written.
+        pending: deque = deque()
+        depth = swapper.depth if swapper is not None else 1
         while True:
             item = _get(swap_q, stop)
             if item is None:
@@ -230,17 +246,36 @@ def _run(reader: VideoReader, writer: VideoWriter, source, opts: dict, stop: thr
             if item is _END:
                 break
             frame, pts, faces = item
+            job = None
             if faces:
                 t = time.monotonic()
                 frame.make_writable()
                 y, u, v = planes(frame)
-                for pts68 in faces:
-                    swap_face(y, u, v, pts68, source, morph=opts["morph"], keep_mouth=keep_mouth)
+                if swapper is not None:
+                    job = swapper.submit(y, u, v, faces, source, morph=opts["morph"],
+                                         keep_mouth=keep_mouth)
+                else:
+                    for pts68 in faces:
+                        swap_face(y, u, v, pts68, source, morph=opts["morph"],
+                                  keep_mouth=keep_mouth)
                 swapped += 1
                 st.swap += time.monotonic() - t
-            if not _put(out_q, (frame, pts), stop):
+            pending.append((frame, pts, job))
+            while len(pending) >= depth:
+                if not _flush(pending):
+                    return
+        while pending:
+            if not _flush(pending):
                 return
         _put(out_q, _END, stop)
+
+    def _flush(pending: deque) -> bool:
+        frame, pts, job = pending.popleft()
+        if job is not None:
+            t = time.monotonic()
+            swapper.wait(job)
+            st.swap += time.monotonic() - t
+        return _put(out_q, (frame, pts), stop)
 
     rd, sw, wr = (_Stage(read, "swap-decode"), _Stage(swap, "swap-faces"),
                   _Stage(write, "swap-encode"))

@@ -17,21 +17,15 @@ def swap_face(y: np.ndarray, u: np.ndarray, v: np.ndarray, target: np.ndarray,
               src: SourceFace, *, morph: float, keep_mouth: bool) -> None:
     """Replace the face at landmarks ``target`` in planes (y, u, v) with the source face."""
     h, w = y.shape
+    box = face_region(target, w, h)
+    if box is None:
+        return
+    x0, y0, x1, y1 = box
+    grid = _grid(target)
     dst = warp.morph_shape(target, src.pts, morph)
     fh_t, _, ring = warp.geometry(target)
     fh_d, poly_d, _ = warp.geometry(dst)
     dst_mesh = np.concatenate([dst, fh_d, ring])
-    x0, y0 = ring.min(0) - 2
-    x1, y1 = ring.max(0) + 2
-    x0, y0 = max(0, int(x0) // 2 * 2), max(0, int(y0) // 2 * 2)
-    x1, y1 = min(w, (int(x1) + 2) // 2 * 2), min(h, (int(y1) + 2) // 2 * 2)
-    if x1 - x0 < 16 or y1 - y0 < 16:
-        return
-    # Large faces: warp maps on a 4-pixel grid (see warp.compute_maps).
-    grid = 4 if float(np.hypot(*(target[16] - target[0]))) > 160 else 2
-    x1 -= (x1 - x0) % grid
-    y1 -= (y1 - y0) % grid
-    box = (x0, y0, x1, y1)
     moved = morph > 0 and float(np.abs(dst - target).max()) > 0.25
     tgt_mesh = np.concatenate([target, fh_t, ring]) if moved else None
     maps = warp.compute_maps(box, dst_mesh, src.mesh, tgt_mesh, src.tris, grid)
@@ -41,8 +35,7 @@ def swap_face(y: np.ndarray, u: np.ndarray, v: np.ndarray, target: np.ndarray,
         # The liquify only moves points inside the ring, which lies inside the
         # box, so the chroma can be sampled from the box crop alone.
         base_y = warp.remap(y, maps.tgt_full)
-        hm = maps.tgt_half - np.array([cx0, cy0], np.float32)
-        base_uv = warp.remap(base_uv, hm)
+        base_uv = warp.remap(base_uv, maps.tgt_half)
     else:
         base_y = y[y0:y1, x0:x1]
     face_y = warp.remap(src.y, maps.src_full)
@@ -71,6 +64,30 @@ def swap_face(y: np.ndarray, u: np.ndarray, v: np.ndarray, target: np.ndarray,
     out_uv = blend.composite(base_uv, cuv, alpha)
     u[cy0:cy1, cx0:cx1] = out_uv[..., 0]
     v[cy0:cy1, cx0:cx1] = out_uv[..., 1]
+
+
+def _grid(target: np.ndarray) -> int:
+    """Warp-map grid step: 4 pixels for large faces (see warp.compute_maps), else 2."""
+    return 4 if float(np.hypot(*(target[16] - target[0]))) > 160 else 2
+
+
+def face_region(target: np.ndarray, w: int, h: int) -> tuple[int, int, int, int] | None:
+    """The box (x0, y0, x1, y1) that :func:`swap_face` changes for landmarks ``target``.
+
+    Even-aligned and a multiple of the warp grid in size, clipped to the
+    w x h frame; None when too little of the face is inside the frame.
+    It depends only on the target landmarks, so a crop of exactly this box
+    (or any even-aligned crop containing it) swaps the same as the frame.
+    """
+    ring = warp.geometry(target)[2]
+    x0, y0 = ring.min(0) - 2
+    x1, y1 = ring.max(0) + 2
+    x0, y0 = max(0, int(x0) // 2 * 2), max(0, int(y0) // 2 * 2)
+    x1, y1 = min(w, (int(x1) + 2) // 2 * 2), min(h, (int(y1) + 2) // 2 * 2)
+    if x1 - x0 < 16 or y1 - y0 < 16:
+        return None
+    grid = _grid(target)
+    return x0, y0, x1 - (x1 - x0) % grid, y1 - (y1 - y0) % grid
 
 
 def _keep(src: SourceFace, maps: warp.Maps) -> np.ndarray:

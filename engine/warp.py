@@ -105,8 +105,8 @@ class Maps:
     """Warp maps for one region of interest (even-aligned box in frame coordinates).
 
     ``src_full``/``src_half`` sample the source image (luma / chroma planes),
-    ``tgt_full``/``tgt_half`` sample the frame itself (the liquify), and
-    ``inside`` marks half-resolution pixels covered by the mesh.
+    ``tgt_full`` samples the frame itself (the liquify) and ``tgt_half`` the
+    chroma crop of the box (its coordinates start at the box corner).
     """
 
     __slots__ = ("box", "src_full", "src_half", "tgt_full", "tgt_half", "moved")
@@ -161,8 +161,12 @@ def compute_maps(box: tuple[int, int, int, int], dst: np.ndarray, src: np.ndarra
 
     out = Maps()
     out.box = box
-    ident = np.array([[[1.0, 0, 0], [0, 1.0, 0]]])  # outside the mesh (alpha is 0 there)
-    a_src = np.concatenate([_affines(dst, src, tris), ident])
+    # Outside the mesh (the box corners) the frame stays put, and the source
+    # map continues as the best similarity of the whole mesh: the feathered
+    # mask's faint tail there, and map interpolation next to the mesh edge,
+    # then sample the face's surroundings instead of arbitrary pixels.
+    ident = np.array([[[1.0, 0, 0], [0, 1.0, 0]]])
+    a_src = np.concatenate([_affines(dst, src, tris), similarity(dst, src)[None]])
     if tgt is not None:
         a_tgt = np.concatenate([_affines(dst, tgt, tris), ident])
         sx, sy, tx, ty = apply(np.concatenate([a_src, a_tgt], axis=1))
@@ -177,9 +181,7 @@ def compute_maps(box: tuple[int, int, int, int], dst: np.ndarray, src: np.ndarra
         d = np.dstack([tx - gx, ty - gy])
         out.moved = True
         half = to_half(d) * 0.5
-        half[..., 0] += np.arange(halfsize[0], dtype=np.float32)[None, :] + x0 // 2
-        half[..., 1] += np.arange(halfsize[1], dtype=np.float32)[:, None] + y0 // 2
-        out.tgt_half = half
+        out.tgt_half = cv2.add(half, _pixel_grid(halfsize[0], halfsize[1]))
         out.tgt_full = upsample(d)
     return out
 
