@@ -24,7 +24,7 @@ import numpy as np
 
 from .errors import EngineError
 from .source import SourceFace
-from .swap import face_region, swap_face
+from .swap import faces_crop, swap_faces
 
 
 def available() -> bool:
@@ -58,35 +58,29 @@ class SwapHelper:
 
     def submit(self, y: np.ndarray, u: np.ndarray, v: np.ndarray, faces: list[np.ndarray],
                source: SourceFace, *, morph: float, keep_mouth: bool) -> Job | None:
-        """Start :func:`swap.swap_face` for every face in ``faces`` on these planes.
+        """Start :func:`swap.swap_faces` on these planes.
 
         Returns the job to pass to :meth:`wait`, or None when the frame needs
         nothing more (no face inside it, or swapped here: too large for a slot).
         At most :attr:`depth` jobs may be outstanding.
         """
-        h, w = y.shape
-        boxes = [b for b in (face_region(p, w, h) for p in faces) if b is not None]
-        if not boxes:
+        found = faces_crop(y, u, v, faces)
+        if found is None:
             return None
-        x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
-        x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
-        if (y1 - y0) * (x1 - x0) * 3 // 2 > self._slot:  # larger than the header said
-            for pts in faces:
-                swap_face(y, u, v, pts, source, morph=morph, keep_mouth=keep_mouth)
+        crop, local = found
+        h, w = crop[0].shape
+        if h * w * 3 // 2 > self._slot:  # larger than the stream header said
+            swap_faces(y, u, v, faces, source, morph=morph, keep_mouth=keep_mouth)
             return None
         slot = self._sent % self.depth
-        crop = (y[y0:y1, x0:x1], u[y0 // 2:y1 // 2, x0 // 2:x1 // 2],
-                v[y0 // 2:y1 // 2, x0 // 2:x1 // 2])
-        views = _views(self._buf, slot * self._slot, y1 - y0, x1 - x0)
+        views = _views(self._buf, slot * self._slot, h, w)
         for view, plane in zip(views, crop, strict=True):
             view[...] = plane
-        off = np.array([x0, y0], np.float32)
         try:
             if not self._has_source:
                 self._conn.send(source)
                 self._has_source = True
-            self._conn.send((slot, [p - off for p in faces], (y1 - y0, x1 - x0), morph,
-                             keep_mouth))
+            self._conn.send((slot, local, (h, w), morph, keep_mouth))
         except OSError as exc:
             raise _stopped() from exc
         self._sent += 1
@@ -146,8 +140,7 @@ def _serve(conn: Connection, shared, slot_size: int) -> None:
             slot, faces, (h, w), morph, keep_mouth = conn.recv()
             y, u, v = _views(buf, slot * slot_size, h, w)
             try:
-                for pts in faces:
-                    swap_face(y, u, v, pts, source, morph=morph, keep_mouth=keep_mouth)
+                swap_faces(y, u, v, faces, source, morph=morph, keep_mouth=keep_mouth)
             except Exception as exc:  # noqa: BLE001 - reported to the parent as one line
                 conn.send(f"processing failed: {type(exc).__name__}: {exc}".splitlines()[0])
                 continue

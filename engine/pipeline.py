@@ -35,7 +35,7 @@ from .errors import Cancelled, EngineError
 from .malloc import keep_freed_memory
 from .offload import SwapHelper, available
 from .source import load_source
-from .swap import swap_face
+from .swap import swap_faces
 from .track import Tracker
 
 QUALITIES: dict[str, dict] = {
@@ -45,7 +45,7 @@ QUALITIES: dict[str, dict] = {
     "fast": dict(detect_every=15, search_every=6, max_side=480, upsample=0, morph=0.0,
                  measure_every=5,
                  preset="veryfast", crf=17),
-    "balanced": dict(detect_every=10, search_every=5, max_side=640, upsample=0, morph=0.0,
+    "balanced": dict(detect_every=15, search_every=5, max_side=640, upsample=0, morph=0.0,
                      measure_every=4,
                      preset="veryfast", crf=15),
     "high": dict(detect_every=5, search_every=2, max_side=960, upsample=0, morph=0.5,
@@ -255,9 +255,8 @@ def _run(reader: VideoReader, writer: VideoWriter, source, opts: dict, stop: thr
                     job = swapper.submit(y, u, v, faces, source, morph=opts["morph"],
                                          keep_mouth=keep_mouth)
                 else:
-                    for pts68 in faces:
-                        swap_face(y, u, v, pts68, source, morph=opts["morph"],
-                                  keep_mouth=keep_mouth)
+                    swap_faces(y, u, v, faces, source, morph=opts["morph"],
+                               keep_mouth=keep_mouth)
                 swapped += 1
                 st.swap += time.monotonic() - t
             pending.append((frame, pts, job))

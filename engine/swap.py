@@ -90,6 +90,33 @@ def face_region(target: np.ndarray, w: int, h: int) -> tuple[int, int, int, int]
     return x0, y0, x1 - (x1 - x0) % grid, y1 - (y1 - y0) % grid
 
 
+def faces_crop(y: np.ndarray, u: np.ndarray, v: np.ndarray, faces: list[np.ndarray]
+               ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], list[np.ndarray]] | None:
+    """Views of the planes over the union of the faces' regions, and the landmarks in it.
+
+    None when no face reaches into the frame. Swapping in these views (or in
+    copies of them) gives exactly the same pixels, wherever it runs.
+    """
+    h, w = y.shape
+    boxes = [b for b in (face_region(p, w, h) for p in faces) if b is not None]
+    if not boxes:
+        return None
+    x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
+    off = np.array([x0, y0], np.float32)
+    return ((y[y0:y1, x0:x1], u[y0 // 2:y1 // 2, x0 // 2:x1 // 2],
+             v[y0 // 2:y1 // 2, x0 // 2:x1 // 2]), [p - off for p in faces])
+
+
+def swap_faces(y: np.ndarray, u: np.ndarray, v: np.ndarray, faces: list[np.ndarray],
+               src: SourceFace, *, morph: float, keep_mouth: bool) -> None:
+    """:func:`swap_face` for every face, inside the crop :func:`faces_crop` chooses."""
+    found = faces_crop(y, u, v, faces)
+    if found is not None:
+        for pts in found[1]:
+            swap_face(*found[0], pts, src, morph=morph, keep_mouth=keep_mouth)
+
+
 def _keep(src: SourceFace, maps: warp.Maps) -> np.ndarray:
     """The photo's forehead-hair cut (see ``forehead_keep``) warped into the box, 0..1."""
     if src.keep is None:
