@@ -45,7 +45,7 @@ QUALITIES: dict[str, dict] = {
     "fast": dict(detect_every=15, search_every=6, max_side=480, upsample=0, morph=0.0,
                  measure_every=5,
                  preset="veryfast", crf=17),
-    "balanced": dict(detect_every=15, search_every=5, max_side=640, upsample=0, morph=0.0,
+    "balanced": dict(detect_every=15, search_every=5, max_side=640, upsample=0, morph=0.5,
                      measure_every=4,
                      preset="veryfast", crf=15),
     "high": dict(detect_every=5, search_every=2, max_side=960, upsample=0, morph=0.5,
