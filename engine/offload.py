@@ -24,7 +24,7 @@ import numpy as np
 
 from .errors import EngineError
 from .source import SourceFace
-from .swap import faces_crop, swap_faces
+from .swap import faces_crop, swap_face, swap_faces
 
 
 def available() -> bool:
@@ -139,8 +139,9 @@ def _serve(conn: Connection, shared, slot_size: int) -> None:
         while True:
             slot, faces, (h, w), morph, keep_mouth = conn.recv()
             y, u, v = _views(buf, slot * slot_size, h, w)
-            try:
-                swap_faces(y, u, v, faces, source, morph=morph, keep_mouth=keep_mouth)
+            try:  # the crop is already the faces' union region (swap.faces_crop)
+                for pts in faces:
+                    swap_face(y, u, v, pts, source, morph=morph, keep_mouth=keep_mouth)
             except Exception as exc:  # noqa: BLE001 - reported to the parent as one line
                 conn.send(f"processing failed: {type(exc).__name__}: {exc}".splitlines()[0])
                 continue

@@ -17,13 +17,13 @@ def swap_face(y: np.ndarray, u: np.ndarray, v: np.ndarray, target: np.ndarray,
               src: SourceFace, *, morph: float, keep_mouth: bool) -> None:
     """Replace the face at landmarks ``target`` in planes (y, u, v) with the source face."""
     h, w = y.shape
-    box = face_region(target, w, h)
+    fh_t, _, ring = warp.geometry(target)
+    box = _region(ring, target, w, h)
     if box is None:
         return
     x0, y0, x1, y1 = box
     grid = _grid(target)
     dst = warp.morph_shape(target, src.pts, morph)
-    fh_t, _, ring = warp.geometry(target)
     fh_d, poly_d, _ = warp.geometry(dst)
     dst_mesh = np.concatenate([dst, fh_d, ring])
     moved = morph > 0 and float(np.abs(dst - target).max()) > 0.25
@@ -79,7 +79,12 @@ def face_region(target: np.ndarray, w: int, h: int) -> tuple[int, int, int, int]
     It depends only on the target landmarks, so a crop of exactly this box
     (or any even-aligned crop containing it) swaps the same as the frame.
     """
-    ring = warp.geometry(target)[2]
+    return _region(warp.geometry(target)[2], target, w, h)
+
+
+def _region(ring: np.ndarray, target: np.ndarray, w: int, h: int
+            ) -> tuple[int, int, int, int] | None:
+    """:func:`face_region` from the face's ring (see ``warp.geometry``)."""
     x0, y0 = ring.min(0) - 2
     x1, y1 = ring.max(0) + 2
     x0, y0 = max(0, int(x0) // 2 * 2), max(0, int(y0) // 2 * 2)

@@ -18,7 +18,7 @@ import tornado.tcpclient
 
 from tests.media import multipart
 from tests.test_tasks import prepare, swap, wait_state
-from tests.test_uploads import clip, leftovers  # noqa: F401 - the clip fixture
+from tests.test_uploads import clip, leftovers, until  # noqa: F401 - the clip fixture
 from tests.test_uploads import upload as upload_reply
 
 CUSTOMERS = "/api/mgr/customers"
@@ -222,10 +222,7 @@ async def test_lying_and_slow_clients_leave_the_server_responsive(ctx, api, io_l
                                       b"a" * 100_000 + b"\r\n\r\n")
     assert not dropped.startswith(b"HTTP/1.1 2")
     slow.close()
-    for _ in range(40):
-        if not leftovers(ctx):
-            break
-        await tornado.gen.sleep(0.05)
+    await until(lambda: not leftovers(ctx), attempts=40)
     assert leftovers(ctx) == []
     assert (await api.call("GET", "/healthz"))[0] == 200
 

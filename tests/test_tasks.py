@@ -14,6 +14,7 @@ import tornado.httpclient
 import tornado.websocket
 
 from tests.media import multipart, talk_clips
+from tests.test_uploads import until
 
 
 @pytest.fixture(scope="module")
@@ -277,8 +278,6 @@ async def test_restart_requeues_unfinished_tasks_and_removes_partial_output(ctx,
 
 @pytest.mark.gen_test(timeout=60)
 async def test_many_websocket_clients_and_no_leak_when_they_leave(ctx, api, testdata, clips):
-    import tornado.gen
-
     token, image, video = await prepare(api, testdata, clips["short"])
     url = api.base_url.replace("http", "ws") + f"/ws/tasks?token={token}"
     sockets = [await tornado.websocket.websocket_connect(url) for _ in range(20)]
@@ -287,10 +286,7 @@ async def test_many_websocket_clients_and_no_leak_when_they_leave(ctx, api, test
         assert json.loads(await ws.read_message())["task_id"] == reply["task_id"]
     for ws in sockets:
         ws.close()
-    for _ in range(100):
-        if not ctx.tasks.subscribers:
-            break
-        await tornado.gen.sleep(0.05)
+    await until(lambda: not ctx.tasks.subscribers, attempts=100)
     assert ctx.tasks.subscribers == {}
     await wait_state(api, token, reply["task_id"], ("finished",))
 

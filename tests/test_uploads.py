@@ -8,6 +8,7 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
+import tornado.gen
 import tornado.httpclient
 
 import conf
@@ -26,6 +27,14 @@ def leftovers(ctx) -> list[str]:
     return sorted(str(p.relative_to(ctx.settings.data_path))
                   for p in ctx.settings.data_path.rglob("*") if p.is_file()
                   and p.name != "cookie_secret")
+
+
+async def until(check, attempts: int = 50, delay: float = 0.05) -> None:
+    """Poll ``check()`` until it is true or the attempts run out (the caller then asserts)."""
+    for _ in range(attempts):
+        if check():
+            return
+        await tornado.gen.sleep(delay)
 
 
 async def upload(api, token: str, filetype: str, filename: str, content: bytes,
@@ -138,15 +147,10 @@ async def test_interrupted_upload_leaves_nothing(ctx, api, io_loop):
     head = (f"POST /video/upload HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\n"
             f"Content-Length: {len(body)}\r\nAuthorization: Bearer {token}\r\n\r\n").encode()
     await stream.write(head + body[:150_000])
-    for _ in range(50):  # wait until the server has started writing the part file
-        if list((ctx.settings.data_path / "tmp").iterdir()):
-            break
-        await tornado.gen.sleep(0.05)
+    # wait until the server has started writing the part file
+    await until(lambda: list((ctx.settings.data_path / "tmp").iterdir()))
     stream.close()
-    for _ in range(50):
-        if not leftovers(ctx):
-            break
-        await tornado.gen.sleep(0.05)
+    await until(lambda: not leftovers(ctx))
     assert leftovers(ctx) == []
 
 
