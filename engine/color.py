@@ -23,17 +23,24 @@ def match_colour(src_y: np.ndarray, src_uv: np.ndarray, tgt_y: np.ndarray, tgt_u
     """
     hh, hw = mask_half.shape
     # Work at ~32 px across the face: the correction is smooth by construction.
-    f = max(1.0, face_px / 32.0)
-    small = (max(4, int(round(hw * 2 / f))), max(4, int(round(hh * 2 / f))))
-    sigma = 32.0 / 7.0
+    # The chroma-resolution planes shrink by a whole factor k (INTER_AREA is a
+    # plain k x k box average then, twice as fast as at a fractional factor);
+    # the last rows/columns beyond a multiple of k only take the edge value.
+    k = max(1, int(round(face_px / 64.0)))
+    ch, cw = max(k, hh // k * k), max(k, hw // k * k)
+    ch, cw = min(ch, hh), min(cw, hw)
+    small = (max(1, cw // k), max(1, ch // k))
+    sigma = max(0.8, face_px / (14.0 * k))  # a seventh of the face's width there
     area = cv2.INTER_AREA
     # Masked (normalised) blurs: blur(img*mask)/blur(mask), at the small size;
     # the mask rides as the target's fourth channel, so one blur does the
     # target and one the source. Luma is decimated 2x by striding first: it
     # is blurred heavily anyway.
-    m = cv2.resize(mask_half, small, interpolation=area)
-    t3 = cv2.resize(cv2.merge([tgt_y[::2, ::2], tgt_uv]), small, interpolation=area)
-    s3 = cv2.resize(cv2.merge([src_y[::2, ::2], src_uv]), small, interpolation=area)
+    m = cv2.resize(mask_half[:ch, :cw], small, interpolation=area)
+    t3 = cv2.resize(cv2.merge([tgt_y[:2 * ch:2, :2 * cw:2], tgt_uv[:ch, :cw]]), small,
+                    interpolation=area)
+    s3 = cv2.resize(cv2.merge([src_y[:2 * ch:2, :2 * cw:2], src_uv[:ch, :cw]]), small,
+                    interpolation=area)
     mm = m[..., None]
     lt4 = cv2.GaussianBlur(cv2.merge([t3.astype(np.float32) * mm, m]), (0, 0), sigma)
     ls3 = cv2.GaussianBlur(s3.astype(np.float32) * mm, (0, 0), sigma)
@@ -42,10 +49,19 @@ def match_colour(src_y: np.ndarray, src_uv: np.ndarray, tgt_y: np.ndarray, tgt_u
     lt, ls = low[..., 0], low[..., 3]
     ltu, lsu = low[..., 1:3], low[..., 4:6]
     ratio = np.clip((lt - 16.0) / np.maximum(ls - 16.0, 4.0), 0.25, 4.0)
-    ratio = cv2.resize(ratio, (hw * 2, hh * 2), interpolation=cv2.INTER_LINEAR)
+    ratio = _grow(cv2.resize(ratio, (cw * 2, ch * 2), interpolation=cv2.INTER_LINEAR),
+                  hh * 2, hw * 2)
     y = cv2.subtract(src_y, 16, dtype=cv2.CV_32F)
     y = cv2.multiply(y, ratio)
     y += 16.0
     uv = src_uv.astype(np.float32)
-    uv += cv2.resize(ltu - lsu, (hw, hh), interpolation=cv2.INTER_LINEAR)
+    uv += _grow(cv2.resize(ltu - lsu, (cw, ch), interpolation=cv2.INTER_LINEAR), hh, hw)
     return y, uv
+
+
+def _grow(a: np.ndarray, h: int, w: int) -> np.ndarray:
+    """``a`` extended to h x w by repeating its last row and column."""
+    dh, dw = h - a.shape[0], w - a.shape[1]
+    if dh == 0 and dw == 0:
+        return a
+    return cv2.copyMakeBorder(a, 0, dh, 0, dw, cv2.BORDER_REPLICATE)
