@@ -46,7 +46,7 @@ QUALITIES: dict[str, dict] = {
                  measure_every=5,
                  preset="veryfast", crf=17),
     "balanced": dict(detect_every=30, search_every=5, max_side=640, upsample=0, morph=0.5,
-                     measure_every=6,
+                     measure_every=4,
                      preset="veryfast", crf=15),
     "high": dict(detect_every=5, search_every=2, max_side=960, upsample=0, morph=0.5,
                  measure_every=1,
