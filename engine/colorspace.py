@@ -54,3 +54,32 @@ def yuv_to_bgr(y: np.ndarray, u: np.ndarray, v: np.ndarray, matrix: str) -> np.n
     b = yp + cb
     g = (yp - kr * r - kb * b) / kg
     return np.clip(np.dstack([b, g, r]) + 0.5, 0, 255).astype(np.uint8)
+
+
+# sRGB -> linear, for each 8-bit value (the sRGB transfer curve).
+_c = np.arange(256, dtype=np.float64) / 255.0
+_LINEAR = np.where(_c > 0.04045, ((_c + 0.055) / 1.055) ** 2.4, _c / 12.92).astype(np.float32)
+# Linear BGR -> XYZ scaled by the D65 white point (rows X/Xn, Y, Z/Zn), as OpenCV.
+_XYZ = (np.array([[0.180423, 0.357580, 0.412453],
+                  [0.072169, 0.715160, 0.212671],
+                  [0.950227, 0.119193, 0.019334]])
+        / np.array([[0.950456], [1.0], [1.088754]])).astype(np.float32)
+
+
+def bgr_to_lab8(bgr: np.ndarray) -> np.ndarray:
+    """CIE L*a*b* (D65) of a BGR uint8 image, float32 in OpenCV's 8-bit scale
+    (L * 255 / 100, a + 128, b + 128).
+
+    Same formulas as ``cv2.cvtColor(bgr, COLOR_BGR2LAB)``, without its
+    one-time table set-up (about 90 ms on the first call in a process, which
+    is on the path to a task's first frame).
+    """
+    xyz = cv2.transform(_LINEAR[bgr], _XYZ)
+    f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16.0 / 116.0)
+    fx, fy, fz = f[..., 0], f[..., 1], f[..., 2]
+    lab = np.empty_like(xyz)
+    lab[..., 0] = np.where(xyz[..., 1] > 0.008856, 116.0 * fy - 16.0,
+                           903.3 * xyz[..., 1]) * (255.0 / 100.0)
+    lab[..., 1] = 500.0 * (fx - fy) + 128.0
+    lab[..., 2] = 200.0 * (fy - fz) + 128.0
+    return lab

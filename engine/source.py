@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from . import models
-from .colorspace import bgr_to_yuv
+from .colorspace import bgr_to_lab8, bgr_to_yuv
 from .detect import detect_faces
 from .errors import EngineError
 from .landmarks import INNER_MOUTH, JAW, interocular, predict_landmarks
@@ -99,8 +99,7 @@ def forehead_keep(bgr: np.ndarray, pts: np.ndarray) -> np.ndarray:
     h, w = bgr.shape[:2]
     io = interocular(pts)
     # Strands average out at this scale: a fringe is judged by its mean colour.
-    lab = cv2.cvtColor(cv2.GaussianBlur(bgr, (0, 0), max(0.5, 0.05 * io)),
-                       cv2.COLOR_BGR2LAB).astype(np.float32)
+    lab = bgr_to_lab8(cv2.GaussianBlur(bgr, (0, 0), max(0.5, 0.05 * io)))
     # Skin sample: the mid-face (jaw points pulled toward the nose tip, away
     # from hair and background), without eyes, nostrils and lips.
     ring = pts[[1, 2, 3, 4, 12, 13, 14, 15]]
