@@ -86,9 +86,9 @@ def dask_setup(worker: Any) -> None:
     """Preload hook (``dask worker --preload engine.dask_dispatch``): load the models
     once per worker process, so the first swap on it does not pay for it."""
     with contextlib.suppress(Exception):
-        from engine import models
+        from engine.pipeline import preload
 
-        models.preload()
+        preload()
 
 
 def run_job(job_fields: dict[str, Any], event_name: str, token: str) -> dict[str, Any]:

@@ -99,9 +99,9 @@ def _init_worker(slot: int, queue: Any, cancel_flags: Any) -> None:
             os._exit(1)
     _worker.update(slot=slot, queue=queue, cancel=cancel_flags, pid=os.getpid())
     with contextlib.suppress(Exception):
-        from engine import models
+        from engine.pipeline import preload
 
-        models.preload()
+        preload()
 
 
 def _run_job(job_fields: dict[str, Any], seq: int) -> dict[str, Any]:

@@ -22,8 +22,11 @@ MOUTH = slice(48, 68)
 INNER_MOUTH = slice(60, 68)
 
 
-def predict_landmarks(grey: np.ndarray, rect: Rect) -> np.ndarray:
-    """Return a (68, 2) float32 array of landmark positions in ``grey``'s coordinates."""
+def predict_landmarks(grey: np.ndarray, rect: Rect, levels: int | None = None) -> np.ndarray:
+    """Return a (68, 2) float32 array of landmark positions in ``grey``'s coordinates.
+
+    ``levels``: cascade levels of the predictor to run (see ``models.shape_predictor``).
+    """
     h, w = grey.shape[:2]
     left, t, r, b = rect
     m = 0.35 * max(r - left, b - t)
@@ -34,7 +37,7 @@ def predict_landmarks(grey: np.ndarray, rect: Rect) -> np.ndarray:
     crop = np.ascontiguousarray(grey[y0:y1, x0:x1])
     drect = dlib.rectangle(int(round(left - x0)), int(round(t - y0)),
                            int(round(r - x0)) - 1, int(round(b - y0)) - 1)
-    shape = models.shape_predictor()(crop, drect)
+    shape = models.shape_predictor(levels)(crop, drect)
     pts = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
     pts[:, 0] += x0
     pts[:, 1] += y0

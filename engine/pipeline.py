@@ -42,14 +42,15 @@ QUALITIES: dict[str, dict] = {
     # detect_every: frames between detections while tracking; search_every: while no face.
     # measure_every: at most this many frames between landmark predictions; in between,
     # optical flow alone while the face moves little and rigidly (see FaceTrack.update).
+    # levels: cascade levels of the landmark predictor (None: all 15; see models).
     "fast": dict(detect_every=15, search_every=6, max_side=480, upsample=0, morph=0.0,
-                 measure_every=5,
+                 measure_every=5, levels=8,
                  preset="veryfast", crf=17),
     "balanced": dict(detect_every=30, search_every=5, max_side=640, upsample=0, morph=0.5,
-                     measure_every=4,
+                     measure_every=4, levels=10,
                      preset="veryfast", crf=15),
     "high": dict(detect_every=5, search_every=2, max_side=960, upsample=0, morph=0.5,
-                 measure_every=1,
+                 measure_every=1, levels=None,
                  preset="veryfast", crf=14),
 }
 
@@ -121,6 +122,14 @@ class StageTimes:
         return out
 
 
+def preload(quality: str = "balanced") -> None:
+    """Load the models a swap of this quality needs (worker start-up)."""
+    from . import models
+
+    models.face_detector()
+    models.shape_predictor(QUALITIES[quality]["levels"])
+
+
 def swap_video(image_path: str, video_path: str, out_path: str, *, many_faces: bool = False,
                keep_mouth: bool = False, quality: str = "balanced",
                max_height: int | None = None, max_frames: int | None = None,
@@ -163,7 +172,7 @@ def swap_video(image_path: str, video_path: str, out_path: str, *, many_faces: b
     threads: list[_Stage] = []
     try:
         t = time.monotonic()
-        source = load_source(image_path)
+        source = load_source(image_path, levels=opts["levels"])
         st.source = time.monotonic() - t
         writer = VideoWriter(out_path, preset=opts["preset"], crf=opts["crf"],
                              audio_in=reader.audio)
@@ -284,7 +293,8 @@ def _run(reader: VideoReader, writer: VideoWriter, source, opts: dict, stop: thr
 
     tracker = Tracker(many_faces=many_faces, detect_every=opts["detect_every"],
                       search_every=opts["search_every"], max_side=opts["max_side"],
-                      upsample=opts["upsample"], measure_every=opts["measure_every"])
+                      upsample=opts["upsample"], measure_every=opts["measure_every"],
+                      levels=opts["levels"])
     total = reader.total
     done = 0
     matrix = None

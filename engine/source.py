@@ -176,14 +176,18 @@ def match_sharpness(src: SourceFace, face_y: np.ndarray, base_y: np.ndarray,
     return chosen
 
 
-def load_source(path: str) -> SourceFace:
-    """Prepare the largest face of the image at ``path``; EngineError if there is none."""
+def load_source(path: str, levels: int | None = None) -> SourceFace:
+    """Prepare the largest face of the image at ``path``; EngineError if there is none.
+
+    ``levels``: the landmark predictor's cascade levels (the task's, so one
+    model is loaded per task).
+    """
     image = read_image(path)
     faces = find_faces(image)
     if not faces:
         raise EngineError("no face found in the image")
     grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    pts = predict_landmarks(grey, faces[0])
+    pts = predict_landmarks(grey, faces[0], levels)
     mesh = mesh_points(pts)
     # Crop around the mesh (plus margin), bounded in size, even dimensions.
     h, w = grey.shape

@@ -95,14 +95,15 @@ class FaceTrack:
     def update(self, prev: np.ndarray, grey: np.ndarray, noise: float, k_min: float,
                measure: bool = True,
                halves: tuple[np.ndarray, np.ndarray] | None = None,
-               max_skip: int = 0) -> bool:
+               max_skip: int = 0, levels: int | None = None) -> bool:
         """Advance to the frame ``grey``; return False when the face is lost.
 
         With ``measure=False`` the predictor (~1-2 ms with a cold cache) is
         skipped on this frame when the flow shows only small, rigid motion,
         at most ``max_skip`` frames in a row; only the flow moves the
         landmarks then.
-        ``halves`` are (previous, current) frames at half resolution.
+        ``halves`` are (previous, current) frames at half resolution;
+        ``levels`` the landmark predictor's cascade levels.
         """
         h, w = grey.shape
         p = self.pts
@@ -159,7 +160,7 @@ class FaceTrack:
             self.pts = flow
             c = flow.mean(0)
             return 0 <= c[0] < w and 0 <= c[1] < h
-        measured = predict_landmarks(grey, self.rect(flow))
+        measured = predict_landmarks(grey, self.rect(flow), levels)
         # A predictor that drifted off the face disagrees with the flow as a whole.
         disagree = float(_quantile(np.linalg.norm(measured - flow, axis=1), 0.5))
         if disagree > 0.35 * io:
@@ -181,8 +182,9 @@ class Tracker:
 
     def __init__(self, *, many_faces: bool, detect_every: int, search_every: int,
                  max_side: int, upsample: int, measure_every: int = 1,
-                 noise: float = 0.035, k_min: float = 0.15) -> None:
+                 noise: float = 0.035, k_min: float = 0.15, levels: int | None = None) -> None:
         self.many_faces = many_faces
+        self.levels = levels  # landmark predictor cascade levels (None: all)
         self.measure_every = measure_every
         self.detect_every = detect_every
         self.search_every = search_every
@@ -233,7 +235,7 @@ class Tracker:
             halves = (self.prev_half, half) if self.prev_half is not None else None
             kept = [t for t in self.tracks
                     if t.update(self.prev, grey, self.noise, self.k_min, measure, halves,
-                                self.measure_every - 1)]
+                                self.measure_every - 1, self.levels)]
             lost = len(kept) < len(self.tracks)
             self.tracks = kept
         since = index - self.last_detect
@@ -279,17 +281,17 @@ class Tracker:
             return
         if self.many_faces:
             for d in fresh:
-                self.tracks.append(FaceTrack(predict_landmarks(grey, d), d))
+                self.tracks.append(FaceTrack(predict_landmarks(grey, d, self.levels), d))
         elif not self.tracks and fresh:
             self._acquire_main(grey, fresh)
 
     def _acquire_main(self, grey: np.ndarray, cands: list[Rect]) -> None:
         """Start following the main person: the largest face at first, then only them."""
         if self.describe is None:
-            self.tracks = [FaceTrack(predict_landmarks(grey, cands[0]), cands[0])]
+            self.tracks = [FaceTrack(predict_landmarks(grey, cands[0], self.levels), cands[0])]
             return
         if self.main_sample is None:
-            pts = predict_landmarks(grey, cands[0])
+            pts = predict_landmarks(grey, cands[0], self.levels)
             # Keep a sample of the person; its descriptor (~0.3 s with the
             # model load) is computed only if the track is ever lost.
             self.main_sample = self.describe(pts)
@@ -302,7 +304,7 @@ class Tracker:
                 return
         best, best_d = None, 0.6
         for d in cands[:4]:
-            pts = predict_landmarks(grey, d)
+            pts = predict_landmarks(grey, d, self.levels)
             desc = self.describe(pts)()
             if desc is None:
                 continue
