@@ -67,6 +67,7 @@ class SourceFace:
     #: uint8 (255: use the photo) at chroma resolution: 0 over hair that
     #: covers the forehead in the photo (a fringe), see :func:`forehead_keep`.
     keep: np.ndarray | None = None
+    has_cut: bool = False  # keep has a cut at all (no photo pixel to leave out: skip it)
     sharpness_matched: bool = False
     scale_to_frame: float = 1.0  # frame pixels per source pixel (set per frame by the swap)
 
@@ -77,6 +78,7 @@ class SourceFace:
             h, w = self.uv.shape[:2]
             self.keep = cv2.resize(forehead_keep(self.bgr, self.pts), (w, h),
                                    interpolation=cv2.INTER_AREA)
+            self.has_cut = int(self.keep.min()) < 255
 
 
 def mouth_gap(pts: np.ndarray) -> float:

@@ -55,7 +55,7 @@ def swap_face(y: np.ndarray, u: np.ndarray, v: np.ndarray, target: np.ndarray,
     wider = (mouth_gap(target) - src.mouth_gap - 0.01) / 0.03
     mouth = 1.0 if keep_mouth else min(1.0, max(0.0, wider))
     alpha = blend.face_mask(box, dst, poly_d, io, keep_mouth=mouth)
-    if src.keep is not None:
+    if src.has_cut:
         alpha *= _keep(src, maps)
     face_px = float(np.hypot(*(dst[16] - dst[0])))
     cy, cuv = color.match_colour(face_y, face_uv, base_y, base_uv, alpha, face_px)
@@ -124,7 +124,7 @@ def swap_faces(y: np.ndarray, u: np.ndarray, v: np.ndarray, faces: list[np.ndarr
 
 def _keep(src: SourceFace, maps: warp.Maps) -> np.ndarray:
     """The photo's forehead-hair cut (see ``forehead_keep``) warped into the box, 0..1."""
-    if src.keep is None:
+    if not src.has_cut:
         return np.float32(1.0)
     k = warp.remap(src.keep, maps.src_half)
     return cv2.multiply(k, 1.0 / 255.0, dtype=cv2.CV_32F)
