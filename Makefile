@@ -24,7 +24,7 @@ lint: install
 	$(BIN)/ruff check .
 
 bench: install
-	$(BIN)/python bench/engine_bench.py
+	$(BIN)/python bench/engine_bench.py --repeat 3
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

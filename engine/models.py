@@ -13,6 +13,7 @@ import importlib.util
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from .errors import EngineError
@@ -64,25 +65,36 @@ def _hog_detector():
     """
     import dlib
 
-    path = os.path.join(cache_dir(), f"frontal_face_detector-{dlib.__version__}.svm")
+    name = f"frontal_face_detector-{dlib.__version__}.svm"
     try:
-        return dlib.fhog_object_detector(path)
+        return dlib.fhog_object_detector(os.path.join(cache_dir(), name))
     except (RuntimeError, OSError):
         pass  # not written yet, or unreadable: rebuild it below
     detector = dlib.get_frontal_face_detector()
+    _store(name, detector.save)
+    return detector
+
+
+def _store(name: str, write: Callable[[str], None]) -> str | None:
+    """Put a derived model file into :func:`cache_dir` by ``write(path)``.
+
+    Written to a temporary name and renamed, so readers never see a
+    half-written file. Returns its path, or None if it could not be stored.
+    """
+    folder = cache_dir()
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".part")
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".part")
         os.close(fd)
         try:
-            detector.save(tmp)
-            os.replace(tmp, path)  # readers never see a half-written file
+            write(tmp)
+            os.replace(tmp, os.path.join(folder, name))
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-    except OSError:
-        pass
-    return detector
+    except (OSError, RuntimeError):
+        return None
+    return os.path.join(folder, name)
 
 
 def cnn_face_detector():
@@ -122,9 +134,8 @@ def _short_predictor(full: str, levels: int):
     from .dlibfile import truncate_shape_predictor
 
     name = f"shape_predictor_68-{levels}of15-{os.path.getsize(full)}-{dlib.__version__}.dat"
-    path = os.path.join(cache_dir(), name)
     try:
-        return dlib.shape_predictor(path)
+        return dlib.shape_predictor(os.path.join(cache_dir(), name))
     except (RuntimeError, OSError):
         pass  # not made yet, or unreadable: make it below
     try:
@@ -132,26 +143,21 @@ def _short_predictor(full: str, levels: int):
             data = truncate_shape_predictor(fh.read(), levels)
     except ValueError:
         return dlib.shape_predictor(full)
-    for folder in (os.path.dirname(path), None):
-        try:
-            if folder is not None:
-                os.makedirs(folder, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=folder, suffix=".part")
-        except OSError:
-            continue
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            if folder is None:  # no cache: load from the temporary file
-                return dlib.shape_predictor(tmp)
-            os.replace(tmp, path)  # readers never see a half-written file
-            return dlib.shape_predictor(path)
-        except OSError:
-            continue
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    return dlib.shape_predictor(full)
+
+    def write(path: str) -> None:
+        with open(path, "wb") as out:
+            out.write(data)
+
+    stored = _store(name, write)
+    if stored is not None:
+        return dlib.shape_predictor(stored)
+    try:
+        with tempfile.NamedTemporaryFile(suffix=".dat") as fh:
+            fh.write(data)
+            fh.flush()
+            return dlib.shape_predictor(fh.name)
+    except (OSError, RuntimeError):
+        return dlib.shape_predictor(full)
 
 
 def face_encoder():
