@@ -26,10 +26,9 @@ def match_colour(src_y: np.ndarray, src_uv: np.ndarray, tgt_y: np.ndarray, tgt_u
     # The chroma-resolution planes shrink by a whole factor k (INTER_AREA is a
     # plain k x k box average then, twice as fast as at a fractional factor);
     # the last rows/columns beyond a multiple of k only take the edge value.
-    k = max(1, int(round(face_px / 64.0)))
-    ch, cw = max(k, hh // k * k), max(k, hw // k * k)
-    ch, cw = min(ch, hh), min(cw, hw)
-    small = (max(1, cw // k), max(1, ch // k))
+    k = max(1, min(int(round(face_px / 64.0)), hh, hw))
+    ch, cw = hh // k * k, hw // k * k
+    small = (cw // k, ch // k)
     sigma = max(0.8, face_px / (14.0 * k))  # a seventh of the face's width there
     area = cv2.INTER_AREA
     # Masked (normalised) blurs: blur(img*mask)/blur(mask), at the small size;

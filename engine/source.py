@@ -67,7 +67,7 @@ class SourceFace:
     #: uint8 (255: use the photo) at chroma resolution: 0 over hair that
     #: covers the forehead in the photo (a fringe), see :func:`forehead_keep`.
     keep: np.ndarray | None = None
-    has_cut: bool = False  # keep has a cut at all (no photo pixel to leave out: skip it)
+    has_cut: bool = False  # False when keep is all 255 (nothing to leave out: skipped)
     sharpness_matched: bool = False
     scale_to_frame: float = 1.0  # frame pixels per source pixel (set per frame by the swap)
 
