@@ -63,9 +63,13 @@ class _Reader:
         nc, p = self.int(p)
         return self.skip_floats(p, abs(nr) * abs(nc))
 
-    def skip_tree(self, p: int) -> int:
+    def skip_counted(self, p: int, per: int) -> int:
+        """Skip a vector whose items are ``per`` integers each (a float is two)."""
         n, p = self.int(p)
-        p = self.skip(p, 4 * n)  # splits: two indices and a float each
+        return self.skip(p, per * n)
+
+    def skip_tree(self, p: int) -> int:
+        p = self.skip_counted(p, 4)  # splits: two indices and a float each
         n, p = self.int(p)
         for _ in range(n):
             p = self.skip_matrix(p)
@@ -107,8 +111,8 @@ def _truncate(r: _Reader, levels: int) -> bytes:
     p = r.skip_matrix(p)
     initial = data[start:p]
     forests, p = r.vector(p, lambda q: r.vector(q, r.skip_tree)[1])
-    anchors, p = r.vector(p, lambda q: r.skip(*r.int(q)[::-1]))
-    deltas, p = r.vector(p, lambda q: r.skip(r.int(q)[1], 4 * r.int(q)[0]))
+    anchors, p = r.vector(p, lambda q: r.skip_counted(q, 1))
+    deltas, p = r.vector(p, lambda q: r.skip_counted(q, 4))  # 2-d float vectors
     if p != len(data) or not len(forests) == len(anchors) == len(deltas):
         raise ValueError("not a dlib shape predictor (unexpected layout)")
     k = min(levels, len(forests))

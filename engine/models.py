@@ -111,12 +111,16 @@ def shape_predictor(levels: int | None = None):
     ``levels``: use only the first ``levels`` of its 15 cascade levels (see
     :mod:`engine.dlibfile`); None for all of them.
     """
+    if levels is None or levels >= 15:
+        return _load("sp68", lambda: _predictor(None))
+    return _load(f"sp68-{levels}", lambda: _predictor(levels))  # called per face: cache first
+
+
+def _predictor(levels: int | None):
     import dlib
 
     full = os.path.join(model_dir(), "shape_predictor_68_face_landmarks.dat")
-    if levels is None or levels >= 15:
-        return _load("sp68", lambda: dlib.shape_predictor(full))
-    return _load(f"sp68-{levels}", lambda: _short_predictor(full, levels))
+    return dlib.shape_predictor(full) if levels is None else _short_predictor(full, levels)
 
 
 def _short_predictor(full: str, levels: int):

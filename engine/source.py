@@ -122,15 +122,14 @@ def forehead_keep(bgr: np.ndarray, pts: np.ndarray) -> np.ndarray:
     skin = ((z2 < 9.0) & (lab[..., 0] > med[0] - mad[0])).astype(np.uint8)
     # Skin-coloured specks in the hair (highlights) must not end the scan.
     k = max(3, int(round(0.1 * io)) | 1)
-    skin = cv2.morphologyEx(skin, cv2.MORPH_OPEN,
-                            cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    skin = cv2.morphologyEx(skin, cv2.MORPH_OPEN, disc)
     inside = np.zeros((h, w), np.uint8)
     cv2.fillPoly(inside, [np.round(geometry(pts)[1]).astype(np.int32)], 1)
     skin &= inside
     # Only hair inside the swapped region matters (the mask is 0 outside it).
     cut = np.cumprod(1 - skin, axis=0, dtype=np.uint8) & inside
-    k = max(3, int(round(0.1 * io)) | 1)
-    cut = cv2.dilate(cut, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    cut = cv2.dilate(cut, disc)
     # The cut stops at the brow line: brows and eyes (the identity) stay the photo's.
     brow = pts[17:27]
     order = np.argsort(brow[:, 0])

@@ -31,7 +31,7 @@ def swap_face(y: np.ndarray, u: np.ndarray, v: np.ndarray, target: np.ndarray,
     maps = warp.compute_maps(box, dst_mesh, src.mesh, tgt_mesh, src.tris, grid)
     cx0, cy0, cx1, cy1 = x0 // 2, y0 // 2, x1 // 2, y1 // 2
     base_uv = cv2.merge([u[cy0:cy1, cx0:cx1], v[cy0:cy1, cx0:cx1]])
-    if maps.moved:
+    if moved:
         # The liquify only moves points inside the ring, which lies inside the
         # box, so the chroma can be sampled from the box crop alone.
         base_y = warp.remap(y, maps.tgt_full)
@@ -39,25 +39,25 @@ def swap_face(y: np.ndarray, u: np.ndarray, v: np.ndarray, target: np.ndarray,
     else:
         base_y = y[y0:y1, x0:x1]
     face_y = warp.remap(src.y, maps.src_full)
+    face_px = float(np.hypot(*(dst[16] - dst[0])))
+    io = float(np.hypot(*(dst[36:42].mean(0) - dst[42:48].mean(0))))
+    keep = _keep(src, maps) if src.has_cut else None
     if not src.sharpness_matched:
-        src.scale_to_frame = float(np.hypot(*(dst[16] - dst[0])) /
-                                   (np.hypot(*(src.pts[16] - src.pts[0])) + 1e-6))
-        io0 = float(np.hypot(*(dst[36:42].mean(0) - dst[42:48].mean(0))))
-        a0 = blend.face_mask(box, dst, poly_d, io0, keep_mouth=1.0)
-        a0 *= _keep(src, maps)
+        src.scale_to_frame = face_px / (float(np.hypot(*(src.pts[16] - src.pts[0]))) + 1e-6)
+        a0 = blend.face_mask(box, dst, poly_d, io, keep_mouth=1.0)
+        if keep is not None:
+            a0 *= keep
         if match_sharpness(src, face_y, base_y, a0):
             face_y = warp.remap(src.y, maps.src_full)
     face_uv = warp.remap(src.uv, maps.src_half)
-    io = float(np.hypot(*(dst[36:42].mean(0) - dst[42:48].mean(0))))
     # The target's inner mouth shows when asked, and also (smoothly) whenever
     # the target opens wider than the photo: stretched photo lips and teeth
     # would look wrong, the target's own mouth interior looks right.
     wider = (mouth_gap(target) - src.mouth_gap - 0.01) / 0.03
     mouth = 1.0 if keep_mouth else min(1.0, max(0.0, wider))
     alpha = blend.face_mask(box, dst, poly_d, io, keep_mouth=mouth)
-    if src.has_cut:
-        alpha *= _keep(src, maps)
-    face_px = float(np.hypot(*(dst[16] - dst[0])))
+    if keep is not None:
+        alpha *= keep
     cy, cuv = color.match_colour(face_y, face_uv, base_y, base_uv, alpha, face_px)
     alpha_full = cv2.resize(alpha, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
     y[y0:y1, x0:x1] = blend.composite(base_y, cy, alpha_full)
@@ -124,7 +124,5 @@ def swap_faces(y: np.ndarray, u: np.ndarray, v: np.ndarray, faces: list[np.ndarr
 
 def _keep(src: SourceFace, maps: warp.Maps) -> np.ndarray:
     """The photo's forehead-hair cut (see ``forehead_keep``) warped into the box, 0..1."""
-    if not src.has_cut:
-        return np.float32(1.0)
     k = warp.remap(src.keep, maps.src_half)
     return cv2.multiply(k, 1.0 / 255.0, dtype=cv2.CV_32F)

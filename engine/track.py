@@ -93,14 +93,13 @@ class FaceTrack:
         return (c[0] + r[0], c[1] + r[1], c[0] + r[2], c[1] + r[3])
 
     def update(self, prev: np.ndarray, grey: np.ndarray, noise: float, k_min: float,
-               measure: bool = True,
                halves: tuple[np.ndarray, np.ndarray] | None = None,
                max_skip: int = 0, levels: int | None = None) -> bool:
         """Advance to the frame ``grey``; return False when the face is lost.
 
-        With ``measure=False`` the predictor (~1-2 ms with a cold cache) is
-        skipped on this frame when the flow shows only small, rigid motion,
-        at most ``max_skip`` frames in a row; only the flow moves the
+        The predictor (~1-2 ms with a cold cache) is skipped on this frame when
+        the flow shows only small, rigid motion, at most ``max_skip`` frames
+        in a row (0: every frame is measured); only the flow moves the
         landmarks then.
         ``halves`` are (previous, current) frames at half resolution;
         ``levels`` the landmark predictor's cascade levels.
@@ -142,8 +141,7 @@ class FaceTrack:
         flow = (p1 + off).astype(np.float32)
         shift = _quantile(flow[good] - p[good], 0.5)
         flow[~good] = p[~good] + shift
-        if self.skipped >= max_skip:
-            measure = True
+        measure = self.skipped >= max_skip
         if not measure:
             # Flow alone suffices while the face moves little and rigidly:
             # the predictor would only be fused in at k_min weight there.
@@ -229,12 +227,11 @@ class Tracker:
         if cut:
             self.tracks = []
         elif self.prev is not None and self.tracks:
-            measure = self.measure_every <= 1
             h, w = grey.shape
             half = cv2.resize(grey, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
             halves = (self.prev_half, half) if self.prev_half is not None else None
             kept = [t for t in self.tracks
-                    if t.update(self.prev, grey, self.noise, self.k_min, measure, halves,
+                    if t.update(self.prev, grey, self.noise, self.k_min, halves,
                                 self.measure_every - 1, self.levels)]
             lost = len(kept) < len(self.tracks)
             self.tracks = kept

@@ -110,10 +110,11 @@ class Maps:
 
     ``src_full``/``src_half`` sample the source image (luma / chroma planes),
     ``tgt_full`` samples the frame itself (the liquify) and ``tgt_half`` the
-    chroma crop of the box (its coordinates start at the box corner).
+    chroma crop of the box (its coordinates start at the box corner); both
+    are None without a liquify.
     """
 
-    __slots__ = ("box", "src_full", "src_half", "tgt_full", "tgt_half", "moved")
+    __slots__ = ("box", "src_full", "src_half", "tgt_full", "tgt_half")
 
 
 def compute_maps(box: tuple[int, int, int, int], dst: np.ndarray, src: np.ndarray,
@@ -184,10 +185,8 @@ def compute_maps(box: tuple[int, int, int, int], dst: np.ndarray, src: np.ndarra
     # extending: one pass fewer than the displacement route below.
     out.src_full = cv2.resize(s, full, interpolation=cv2.INTER_LINEAR)
     out.tgt_full = out.tgt_half = None
-    out.moved = False
     if tgt is not None:
         d = np.dstack([tx - gx, ty - gy])
-        out.moved = True
         half = to_half(d) * 0.5
         out.tgt_half = cv2.add(half, _pixel_grid(halfsize[0], halfsize[1]))
         out.tgt_full = upsample(d)

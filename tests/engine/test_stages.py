@@ -129,10 +129,10 @@ def test_tracker_skips_the_predictor_only_while_the_face_is_still(talk_frames, m
     t = tracker.tracks[0]
     y = talk_frames[-1][0]
     n, t.skipped = len(calls), 0
-    assert t.update(y, y, tracker.noise, tracker.k_min, False, None, max_skip=3)
+    assert t.update(y, y, tracker.noise, tracker.k_min, None, max_skip=3)
     assert len(calls) == n and t.skipped == 1
     step = int(0.1 * track.interocular(t.pts)) + 1
-    assert t.update(y, np.roll(y, step, axis=1), tracker.noise, tracker.k_min, False, None,
+    assert t.update(y, np.roll(y, step, axis=1), tracker.noise, tracker.k_min, None,
                     max_skip=3)
     assert len(calls) == n + 1 and t.skipped == 0
 
