@@ -12,40 +12,109 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .landmarks import INNER_MOUTH
+from .landmarks import INNER_MOUTH, OUTER_MOUTH
 
 
 def face_mask(box: tuple[int, int, int, int], pts: np.ndarray, poly: np.ndarray, io: float, *,
-              keep_mouth: float, feather: float = 0.12, shrink: float = 0.05) -> np.ndarray:
-    """Feathered alpha (float32 0..1) at half resolution of ``box``.
+              keep_mouth: float, eyes: tuple[float, float] = (0.0, 0.0),
+              feather: float = 0.12, shrink: float = 0.05) -> np.ndarray:
+    """Feathered alpha (float32 0..1: 1 is the photo's face) at half resolution of ``box``.
 
-    ``poly`` is the face outline, ``io`` the eye distance (both in frame pixels);
-    ``keep_mouth`` (0..1) is how much of the target's own inner mouth shows.
+    ``poly`` is the face outline, ``io`` the eye distance (both in frame pixels).
+    The target's own inner mouth always shows (its teeth and tongue follow its
+    speech; the photo's open mouth is painted shut in :mod:`engine.source`);
+    ``keep_mouth`` (0..1) shows the target's lips too. ``eyes`` (0..1 each)
+    shows the target's own left/right eye region: a blink or squint of the
+    target (see :func:`eye_closure`).
 
-    Drawn at quarter resolution (a feathered edge has no fine detail) and
-    upsampled once.
+    The outline is drawn at quarter resolution (a feathered edge has no fine
+    detail); mouth and eyes are small, so they are cut at half resolution
+    with a narrower feather.
     """
     x0, y0, x1, y1 = box
     hw, hh = (x1 - x0) // 2, (y1 - y0) // 2
     qw, qh = max(1, hw // 2), max(1, hh // 2)
     fx, fy = qw / (x1 - x0), qh / (y1 - y0)
-    io = io * fx  # in quarter-res pixels
     scale = np.array([fx, fy], np.float32)
     off = np.array([x0, y0], np.float32)
     shift = 3
     mask = np.zeros((qh, qw), np.uint8)
     ipoly = ((poly - off) * scale * (1 << shift)).round().astype(np.int32)
     cv2.fillPoly(mask, [ipoly], 255, lineType=cv2.LINE_AA, shift=shift)
-    k = int(round(io * shrink * 2)) | 1
+    k = int(round(io * fx * shrink * 2)) | 1
     if k > 1:
         mask = cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-    if keep_mouth > 0:
-        mouth = ((pts[INNER_MOUTH] - off) * scale * (1 << shift)).round().astype(np.int32)
-        value = int(round(255 * (1.0 - min(1.0, keep_mouth))))
-        cv2.fillPoly(mask, [mouth], value, lineType=cv2.LINE_AA, shift=shift)
-    mask = cv2.GaussianBlur(mask, (0, 0), max(0.6, io * feather))
+    mask = cv2.GaussianBlur(mask, (0, 0), max(0.6, io * fx * feather))
     mask = cv2.resize(mask, (hw, hh), interpolation=cv2.INTER_LINEAR)
+    # Holes, at half resolution: 255 keeps the photo, 0 shows the target.
+    hole = np.full((hh, hw), 255, np.uint8)
+    half = np.array([0.5, 0.5], np.float32) * (1 << shift)
+
+    def fill(points: np.ndarray, weight: float) -> None:
+        p = ((points - off) * half).round().astype(np.int32)
+        cv2.fillPoly(hole, [p], int(round(255 * (1.0 - min(1.0, weight)))),
+                     lineType=cv2.LINE_AA, shift=shift)
+
+    inner = pts[INNER_MOUTH]
+    if keep_mouth > 0:
+        fill(pts[OUTER_MOUTH], keep_mouth)
+    # The inner mouth grown a little: the lip line of a closed mouth, where
+    # the photo's (shut) lips meet, stays the target's own crease.
+    c = inner.mean(0)
+    fill(c + (inner - c) * 1.15, 1.0)
+    # The target's own eyeballs always show: its gaze, and its lids' edge
+    # where they cover the eye (on talk_480sq with the woman's photo
+    # ear_corr 0.33 -> 0.46); the region around an eye only during a blink.
+    for (lo, hi), w in zip(((36, 42), (42, 48)), eyes, strict=True):
+        if w > 0.02:
+            fill(_eye_region(pts, lo, hi), w)
+        e = pts[lo:hi]
+        c = e.mean(0)
+        fill(c + (e - c) * 1.1, 1.0)
+    if hole.min() < 255:
+        hole = cv2.GaussianBlur(hole, (0, 0), max(0.6, io * 0.5 * 0.05))
+        mask = cv2.multiply(mask, hole, scale=1.0 / 255.0)
     return mask.astype(np.float32) * (1.0 / 255.0)
+
+
+def _eye_region(pts: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Polygon around one eye and its lids: the eye outline grown about its centre
+    (1.5x along the eye, 2.6x across it, the upper lid up to near the brow)."""
+    e = pts[lo:hi].astype(np.float32)
+    c = e.mean(0)
+    axis = e[3] - e[0]
+    axis = axis / (float(np.hypot(*axis)) + 1e-6)
+    normal = np.array([-axis[1], axis[0]], np.float32)
+    rel = e - c
+    along, across = rel @ axis, rel @ normal
+    width = float(along.max() - along.min())
+    across = np.sign(across) * np.maximum(np.abs(across) * 2.6, 0.22 * width)
+    return (c + np.outer(along * 1.5, axis) + np.outer(across, normal)).astype(np.float32)
+
+
+def eye_closure(pts: np.ndarray, ref: tuple[float, float] | None) -> tuple[float, float]:
+    """How much of the target's own left/right eye to show (0..1).
+
+    ``ref`` is the target face's usual left/right eye opening (running eye
+    aspect ratios, see ``track.FaceTrack.eye_ref``; None: unknown): an eye that opens less than its
+    own usual (a blink, a squint) shows the target's eye, smoothly; compared
+    with the photo's opening instead, a wide-eyed target would lose the
+    photo's eyes for good (identity dropped to 33 % on the 480 clip).
+    """
+    if ref is None:
+        return 0.0, 0.0
+    out = []
+    for lo, r in zip((36, 42), ref, strict=True):
+        closure = 1.0 - eye_aspect(pts[lo:lo + 6]) / max(r, 1e-3)
+        t = min(1.0, max(0.0, (closure - 0.12) / 0.38))
+        out.append(t * t * (3.0 - 2.0 * t))
+    return out[0], out[1]
+
+
+def eye_aspect(e: np.ndarray) -> float:
+    """Eye aspect ratio of one eye's six points (lid gap over eye width)."""
+    gap = float(np.hypot(*(e[1] - e[5])) + np.hypot(*(e[2] - e[4])))
+    return gap / (2.0 * float(np.hypot(*(e[0] - e[3]))) + 1e-6)
 
 
 def composite(base: np.ndarray, face: np.ndarray, alpha: np.ndarray) -> np.ndarray:

@@ -20,6 +20,7 @@ LEFT_EYE = slice(36, 42)
 RIGHT_EYE = slice(42, 48)
 MOUTH = slice(48, 68)
 INNER_MOUTH = slice(60, 68)
+OUTER_MOUTH = slice(48, 60)
 
 
 def predict_landmarks(grey: np.ndarray, rect: Rect, levels: int | None = None) -> np.ndarray:

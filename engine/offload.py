@@ -57,7 +57,8 @@ class SwapHelper:
         self._sent = 0
 
     def submit(self, y: np.ndarray, u: np.ndarray, v: np.ndarray, faces: list[np.ndarray],
-               source: SourceFace, *, morph: float, keep_mouth: bool) -> Job | None:
+               source: SourceFace, *, morph: float, keep_mouth: bool,
+               eye_refs: list | None = None) -> Job | None:
         """Start :func:`swap.swap_faces` on these planes.
 
         Returns the job to pass to :meth:`wait`, or None when the frame needs
@@ -70,7 +71,8 @@ class SwapHelper:
         crop, local = found
         h, w = crop[0].shape
         if h * w * 3 // 2 > self._slot:  # larger than the stream header said
-            swap_faces(y, u, v, faces, source, morph=morph, keep_mouth=keep_mouth)
+            swap_faces(y, u, v, faces, source, morph=morph, keep_mouth=keep_mouth,
+                       eye_refs=eye_refs)
             return None
         slot = self._sent % self.depth
         views = _views(self._buf, slot * self._slot, h, w)
@@ -80,7 +82,8 @@ class SwapHelper:
             if not self._has_source:
                 self._conn.send(source)
                 self._has_source = True
-            self._conn.send((slot, local, (h, w), morph, keep_mouth))
+            self._conn.send((slot, local, eye_refs or [None] * len(local), (h, w), morph,
+                             keep_mouth))
         except OSError as exc:
             raise _stopped() from exc
         self._sent += 1
@@ -137,11 +140,12 @@ def _serve(conn: Connection, shared, slot_size: int) -> None:
     try:
         source: SourceFace = conn.recv()
         while True:
-            slot, faces, (h, w), morph, keep_mouth = conn.recv()
+            slot, faces, refs, (h, w), morph, keep_mouth = conn.recv()
             y, u, v = _views(buf, slot * slot_size, h, w)
             try:  # the crop is already the faces' union region (swap.faces_crop)
-                for pts in faces:
-                    swap_face(y, u, v, pts, source, morph=morph, keep_mouth=keep_mouth)
+                for pts, ref in zip(faces, refs, strict=True):
+                    swap_face(y, u, v, pts, source, morph=morph, keep_mouth=keep_mouth,
+                              eye_ref=ref)
             except Exception as exc:  # noqa: BLE001 - reported to the parent as one line
                 conn.send(f"processing failed: {type(exc).__name__}: {exc}".splitlines()[0])
                 continue

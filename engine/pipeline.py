@@ -254,7 +254,7 @@ def _run(reader: VideoReader, writer: VideoWriter, source, opts: dict, stop: thr
                 return
             if item is _END:
                 break
-            frame, pts, faces = item
+            frame, pts, faces, refs = item
             job = None
             if faces:
                 t = time.monotonic()
@@ -262,10 +262,10 @@ def _run(reader: VideoReader, writer: VideoWriter, source, opts: dict, stop: thr
                 y, u, v = planes(frame)
                 if swapper is not None:
                     job = swapper.submit(y, u, v, faces, source, morph=opts["morph"],
-                                         keep_mouth=keep_mouth)
+                                         keep_mouth=keep_mouth, eye_refs=refs)
                 else:
                     swap_faces(y, u, v, faces, source, morph=opts["morph"],
-                               keep_mouth=keep_mouth)
+                               keep_mouth=keep_mouth, eye_refs=refs)
                 swapped += 1
                 st.swap += time.monotonic() - t
             pending.append((frame, pts, job))
@@ -343,7 +343,8 @@ def _run(reader: VideoReader, writer: VideoWriter, source, opts: dict, stop: thr
         if not tracks:
             st.unswapped.append(done)
         t = time.monotonic()
-        if not _put(swap_q, (frame, pts, [tr.pts.copy() for tr in tracks]), stop, poll):
+        item = (frame, pts, [tr.pts.copy() for tr in tracks], [tr.eye_ref for tr in tracks])
+        if not _put(swap_q, item, stop, poll):
             break
         st.wait_encode += time.monotonic() - t
         done += 1

@@ -73,7 +73,7 @@ class SourceFace:
 
     def to_yuv(self, matrix: str) -> None:
         """Convert the crop to the video's YUV matrix (once per task)."""
-        self.y, self.uv = bgr_to_yuv(self.bgr, matrix)
+        self.y, self.uv = bgr_to_yuv(shut_mouth(self.bgr, self.pts), matrix)
         if self.keep is None:
             h, w = self.uv.shape[:2]
             self.keep = cv2.resize(forehead_keep(self.bgr, self.pts), (w, h),
@@ -86,6 +86,27 @@ def mouth_gap(pts: np.ndarray) -> float:
     inner = pts[INNER_MOUTH]
     gap = float(np.linalg.norm(inner[[1, 2, 3]] - inner[[7, 6, 5]], axis=1).mean())
     return gap / (float(np.linalg.norm(pts[16] - pts[0])) + 1e-6)
+
+
+def shut_mouth(bgr: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """The photo with its inner mouth (teeth, tongue) painted over with the lips' colours.
+
+    The target's own inner mouth always shows through the mask (see
+    ``blend.face_mask``), so the photo's is never wanted; but where the
+    target's lips meet, the warp squeezes the photo's mouth into the lip
+    line, and a smile's teeth became a bright line there (most of the excess
+    sharpness on talk_720p). Inpainting (Telea) fills it from the lips
+    around it. Once per task.
+    """
+    inner = pts[INNER_MOUTH]
+    if mouth_gap(pts) < 0.004:
+        return bgr
+    io = interocular(pts)
+    mask = np.zeros(bgr.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(inner).astype(np.int32)], 255, lineType=cv2.LINE_8)
+    k = max(3, int(round(0.05 * io)) | 1)
+    mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    return cv2.inpaint(bgr, mask, max(3.0, 0.1 * io), cv2.INPAINT_TELEA)
 
 
 def forehead_keep(bgr: np.ndarray, pts: np.ndarray) -> np.ndarray:
@@ -141,7 +162,7 @@ def forehead_keep(bgr: np.ndarray, pts: np.ndarray) -> np.ndarray:
 
 def match_sharpness(src: SourceFace, face_y: np.ndarray, base_y: np.ndarray,
                     alpha: np.ndarray) -> float:
-    """Soften the source face once so its fine detail matches the video's.
+    """Soften (or sharpen) the source face once so its fine detail matches the video's.
 
     A crisp photo pasted into a soft, compressed video looks pasted, and its
     fine texture turns every sub-pixel motion into flicker. Compares the
@@ -162,7 +183,16 @@ def match_sharpness(src: SourceFace, face_y: np.ndarray, base_y: np.ndarray,
     # Aim a little below the target's level: the warp's interpolation and the
     # encoder soften the video's own face too (measured: stability and looks).
     k_t = 0.8
-    if energy(face_y) <= target * k_t:
+    have = energy(face_y)
+    if have < target * 0.6:
+        # A softer photo than the video (an old or upscaled photo): its
+        # detail band is raised instead, at most 2x (no halo beyond that).
+        scale = src.scale_to_frame or 1.0
+        low = cv2.GaussianBlur(src.y, (0, 0), max(0.3, 1.0 / scale))
+        gain = min(2.0, target * 0.8 / max(have, 1e-3))
+        src.y = cv2.addWeighted(src.y, gain, low, 1.0 - gain, 0.0)
+        return -gain
+    if have <= target * k_t:
         return 0.0
     # Frame-space sigma -> source-space sigma through the warp's scale.
     chosen = 0.0

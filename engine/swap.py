@@ -10,12 +10,17 @@ import cv2
 import numpy as np
 
 from . import blend, color, warp
-from .source import SourceFace, match_sharpness, mouth_gap
+from .source import SourceFace, match_sharpness
 
 
 def swap_face(y: np.ndarray, u: np.ndarray, v: np.ndarray, target: np.ndarray,
-              src: SourceFace, *, morph: float, keep_mouth: bool) -> None:
-    """Replace the face at landmarks ``target`` in planes (y, u, v) with the source face."""
+              src: SourceFace, *, morph: float, keep_mouth: bool,
+              eye_ref: tuple[float, float] | None = None) -> None:
+    """Replace the face at landmarks ``target`` in planes (y, u, v) with the source face.
+
+    ``eye_ref``: the target face's usual eye openings (``FaceTrack.eye_ref``;
+    None when unknown), so that its blinks show (see ``blend.eye_closure``).
+    """
     h, w = y.shape
     fh_t, _, ring = warp.geometry(target)
     box = _region(ring, target, w, h)
@@ -42,22 +47,15 @@ def swap_face(y: np.ndarray, u: np.ndarray, v: np.ndarray, target: np.ndarray,
     face_px = float(np.hypot(*(dst[16] - dst[0])))
     io = float(np.hypot(*(dst[36:42].mean(0) - dst[42:48].mean(0))))
     keep = _keep(src, maps) if src.has_cut else None
-    if not src.sharpness_matched:
-        src.scale_to_frame = face_px / (float(np.hypot(*(src.pts[16] - src.pts[0]))) + 1e-6)
-        a0 = blend.face_mask(box, dst, poly_d, io, keep_mouth=1.0)
-        if keep is not None:
-            a0 *= keep
-        if match_sharpness(src, face_y, base_y, a0):
-            face_y = warp.remap(src.y, maps.src_full)
-    face_uv = warp.remap(src.uv, maps.src_half)
-    # The target's inner mouth shows when asked, and also (smoothly) whenever
-    # the target opens wider than the photo: stretched photo lips and teeth
-    # would look wrong, the target's own mouth interior looks right.
-    wider = (mouth_gap(target) - src.mouth_gap - 0.01) / 0.03
-    mouth = 1.0 if keep_mouth else min(1.0, max(0.0, wider))
-    alpha = blend.face_mask(box, dst, poly_d, io, keep_mouth=mouth)
+    alpha = blend.face_mask(box, dst, poly_d, io, keep_mouth=1.0 if keep_mouth else 0.0,
+                            eyes=blend.eye_closure(target, eye_ref))
     if keep is not None:
         alpha *= keep
+    if not src.sharpness_matched:
+        src.scale_to_frame = face_px / (float(np.hypot(*(src.pts[16] - src.pts[0]))) + 1e-6)
+        if match_sharpness(src, face_y, base_y, alpha):
+            face_y = warp.remap(src.y, maps.src_full)
+    face_uv = warp.remap(src.uv, maps.src_half)
     cy, cuv = color.match_colour(face_y, face_uv, base_y, base_uv, alpha, face_px)
     alpha_full = cv2.resize(alpha, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
     y[y0:y1, x0:x1] = blend.composite(base_y, cy, alpha_full)
@@ -114,12 +112,17 @@ def faces_crop(y: np.ndarray, u: np.ndarray, v: np.ndarray, faces: list[np.ndarr
 
 
 def swap_faces(y: np.ndarray, u: np.ndarray, v: np.ndarray, faces: list[np.ndarray],
-               src: SourceFace, *, morph: float, keep_mouth: bool) -> None:
-    """:func:`swap_face` for every face, inside the crop :func:`faces_crop` chooses."""
+               src: SourceFace, *, morph: float, keep_mouth: bool,
+               eye_refs: list | None = None) -> None:
+    """:func:`swap_face` for every face, inside the crop :func:`faces_crop` chooses.
+
+    ``eye_refs``: per face, its ``eye_ref`` (see :func:`swap_face`).
+    """
     found = faces_crop(y, u, v, faces)
     if found is not None:
-        for pts in found[1]:
-            swap_face(*found[0], pts, src, morph=morph, keep_mouth=keep_mouth)
+        refs = eye_refs or [None] * len(faces)
+        for pts, ref in zip(found[1], refs, strict=True):
+            swap_face(*found[0], pts, src, morph=morph, keep_mouth=keep_mouth, eye_ref=ref)
 
 
 def _keep(src: SourceFace, maps: warp.Maps) -> np.ndarray:

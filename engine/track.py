@@ -15,13 +15,18 @@ followed so far, so the swap never jumps to another person.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 
 import cv2
 import numpy as np
 
+from .blend import eye_aspect
 from .detect import Rect, detect_faces, detect_near, iou
 from .landmarks import interocular, predict_landmarks
+
+#: Frames of eye openings kept per face (3 s at 30 fps) for ``FaceTrack.eye_ref``.
+EYE_HISTORY = 90
 
 Describer = Callable[[np.ndarray], Callable[[], "np.ndarray | None"]]
 
@@ -75,6 +80,26 @@ class FaceTrack:
         self.skipped = 0  # consecutive frames moved by the flow alone
         self.rel = np.zeros(4, np.float32)
         self.calibrate(rect)
+        self._eyes: deque = deque(maxlen=EYE_HISTORY)
+        self.eye_ref: tuple[float, float] | None = None
+        self.observe_eyes()
+
+    def observe_eyes(self) -> None:
+        """Add this frame's eye openings to the history that sets :attr:`eye_ref`.
+
+        ``eye_ref`` is, per eye, the 60th percentile of the last
+        ``EYE_HISTORY`` frames' eye aspect ratios: the face's own usual
+        opening, which brief blinks do not pull down; None for the first
+        few frames. A blink is judged against it (``blend.eye_closure``).
+        """
+        p = self.pts
+        self._eyes.append((eye_aspect(p[36:42]), eye_aspect(p[42:48])))
+        n = len(self._eyes)
+        if n < 5:
+            return
+        k = int(0.6 * (n - 1))
+        self.eye_ref = (sorted(e[0] for e in self._eyes)[k],
+                        sorted(e[1] for e in self._eyes)[k])
 
     def calibrate(self, rect: Rect) -> None:
         """Remember where the detector puts its box relative to the landmarks.
@@ -235,6 +260,8 @@ class Tracker:
                                 self.measure_every - 1, self.levels)]
             lost = len(kept) < len(self.tracks)
             self.tracks = kept
+            for t in kept:
+                t.observe_eyes()
         since = index - self.last_detect
         if cut or lost or since >= (self.detect_every if self.tracks else self.search_every):
             # Confirming the followed face needs only a local look; new faces

@@ -228,16 +228,22 @@ def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.array([[a.real, -a.imag, b.real], [a.imag, a.real, b.imag]])
 
 
-_ANCHORS = [27, 28, 29, 30, 31, 33, 35, 36, 39, 42, 45]
+#: Eye corners and mouth corners: the photo's shape is aligned on the features
+#: that carry the expression, so its other proportions (jaw, chin, nose) move
+#: in and the eyes, brows and mouth stay where the target has them.
+_ANCHORS = [36, 39, 42, 45, 48, 54]
+#: Groups that keep the target's own shape (its expression) and only shift.
+_EXPRESSIVE = ((17, 22), (22, 27), (36, 42), (42, 48), (48, 68))
 
 
 def morph_shape(target: np.ndarray, source: np.ndarray, strength: float) -> np.ndarray:
     """Move the target landmarks toward the source face's proportions.
 
-    The outline, brows and nose take ``strength`` of the (similarity-aligned)
-    source shape; eyes and mouth only shift as a whole, so the target's
-    expression (blinks, mouth opening) is kept. Strength fades with head yaw,
-    because a frontal photo's outline is wrong for a turned head.
+    The jaw outline and the nose take ``strength`` of the (similarity-aligned)
+    source shape; brows, eyes and mouth only shift as a whole, so the
+    target's expression (raised brows, blinks, mouth opening) is kept.
+    Strength fades with head yaw, because a frontal photo's outline is wrong
+    for a turned head.
     """
     if strength <= 0:
         return target.copy()
@@ -251,6 +257,6 @@ def morph_shape(target: np.ndarray, source: np.ndarray, strength: float) -> np.n
     k = strength * min(1.0, max(0.0, 1.0 - yaw / 0.25))
     delta = aligned - t
     out = t + k * delta
-    for lo, hi in ((36, 42), (42, 48), (48, 68)):  # eyes, mouth: shift only
+    for lo, hi in _EXPRESSIVE:
         out[lo:hi] = t[lo:hi] + k * delta[lo:hi].mean(0)
     return out.astype(np.float32)
