@@ -55,8 +55,9 @@ def probe_image(path: str) -> dict:
     return run(path)
 
 
-def check_source_face(path: str) -> None:
-    """Raise EngineError("no face found in the image") when the image has no face."""
+def check_source_face(path: str) -> list[dict]:
+    """The photo's warnings (``{"code", "msg"}``); EngineError (with ``code``) when the
+    image cannot give a face (none found, too small, turned too far)."""
     from .source import check_source_face as run
 
-    run(path)
+    return run(path)

@@ -199,6 +199,7 @@ def swap_video(image_path: str, video_path: str, out_path: str, *, many_faces: b
         sys.setswitchinterval(switch)
         cv2.setNumThreads(cv_threads)
     seconds = time.monotonic() - started
+    result["warnings"] = list(source.warnings)
     result["seconds"] = round(seconds, 3)
     result["fps"] = round(result["frames"] / seconds, 2) if seconds > 0 else 0.0
     return result

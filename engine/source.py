@@ -8,7 +8,7 @@ mesh. Per frame the pipeline then only warps these ready planes.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -17,7 +17,7 @@ from . import models
 from .colorspace import bgr_to_lab8, bgr_to_yuv
 from .detect import detect_faces
 from .errors import EngineError
-from .landmarks import INNER_MOUTH, JAW, interocular, predict_landmarks
+from .landmarks import INNER_MOUTH, JAW, interocular
 from .warp import geometry, mesh_points, triangulate
 
 #: The face is stored at most this wide (jaw to jaw, pixels): enough for 1080p targets.
@@ -68,6 +68,8 @@ class SourceFace:
     #: covers the forehead in the photo (a fringe), see :func:`forehead_keep`.
     keep: np.ndarray | None = None
     has_cut: bool = False  # False when keep is all 255 (nothing to leave out: skipped)
+    #: The photo's findings (``{"code", "msg"}``, see :mod:`engine.photo`).
+    warnings: list = field(default_factory=list)
     sharpness_matched: bool = False
     scale_to_frame: float = 1.0  # frame pixels per source pixel (set per frame by the swap)
 
@@ -213,12 +215,12 @@ def load_source(path: str, levels: int | None = None) -> SourceFace:
     ``levels``: the landmark predictor's cascade levels (the task's, so one
     model is loaded per task).
     """
+    from .photo import analyse
+
     image = read_image(path)
-    faces = find_faces(image)
-    if not faces:
-        raise EngineError("no face found in the image")
+    report = analyse(image, levels=levels)
     grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    pts = predict_landmarks(grey, faces[0], levels)
+    pts = report.pts
     mesh = mesh_points(pts)
     # Crop around the mesh (plus margin), bounded in size, even dimensions.
     h, w = grey.shape
@@ -238,11 +240,16 @@ def load_source(path: str, levels: int | None = None) -> SourceFace:
     pts = pts * np.array([nw / cw, nh / ch], np.float32)
     mesh = mesh_points(pts)
     return SourceFace(bgr=np.ascontiguousarray(crop), pts=pts, mesh=mesh,
-                      tris=triangulate(mesh), mouth_gap=mouth_gap(pts))
+                      tris=triangulate(mesh), mouth_gap=mouth_gap(pts),
+                      warnings=[w.as_dict() for w in report.warnings])
 
 
-def check_source_face(path: str) -> None:
-    """Raise EngineError unless the image has a face (e.g. "no face found in the image")."""
-    image = read_image(path)
-    if not find_faces(image):
-        raise EngineError("no face found in the image")
+def check_source_face(path: str) -> list[dict]:
+    """The photo's warnings (``{"code", "msg"}``, see :mod:`engine.photo`).
+
+    Raises EngineError (with ``code``) for a photo that cannot give a face:
+    none found, too small, or turned too far.
+    """
+    from .photo import analyse
+
+    return [w.as_dict() for w in analyse(read_image(path), levels=8).warnings]

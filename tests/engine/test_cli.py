@@ -28,6 +28,9 @@ def test_cli_success(media, tmp_path):
     res = json.loads(lines[0])
     assert res["frames"] == 45 and 0 <= res["swapped_frames"] <= 45
     assert res["seconds"] > 0 and res["fps"] > 0
+    # The photo's findings: Obama's smile shows teeth; nothing else is wrong with it.
+    assert [w["code"] for w in res["warnings"]] == ["photo_mouth_open"]
+    assert all(w["msg"] for w in res["warnings"])
     with av.open(str(out)) as c:
         v = c.streams.video[0]
         assert v.average_rate == Fraction(2997, 100)  # the input says 29.97, exactly so

@@ -278,3 +278,25 @@ def test_high_quality_runs(media, tmp_path):
     res = swap_video(media("face_bw_man.jpg"), media("talk_480sq_33s.mp4"), out, max_frames=8,
                      quality="high")
     assert res["frames"] == 8 and res["swapped_frames"] == 8
+
+
+def test_output_eyes_follow_a_blinking_target(media, tmp_path, read_video):
+    """talk_720p blinks near frame 10: the swapped face blinks with it (dlib's full model
+    measures the eye opening on input and output at the input's face box)."""
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "bench"))
+    import looks
+
+    out = str(tmp_path / "out.mp4")
+    swap_video(media("face_obama.jpg"), media("talk_720p.mp4"), out, max_frames=40)
+    fin, fout = read_video(media("talk_720p.mp4"), 40), read_video(out)
+    found = looks.measure(fin, fout, every=2)
+    ear_in = np.array([looks.eye_ratio(f.pts_in) for f in found.frames])
+    ear_out = np.array([looks.eye_ratio(f.pts_out) for f in found.frames])
+    assert len(ear_in) >= 15 and ear_in.min() < 0.6 * np.median(ear_in)  # there is a blink
+    assert np.corrcoef(ear_in, ear_out)[0, 1] > 0.8
+    blink = int(np.argmin(ear_in))
+    assert ear_out[blink] < 0.7 * np.median(ear_out)
+    # The photo's smile is not drawn over the target's closed mouth.
+    assert found.figures["mar_err"] < 0.04
