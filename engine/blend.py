@@ -117,6 +117,56 @@ def eye_aspect(e: np.ndarray) -> float:
     return gap / (2.0 * float(np.hypot(*(e[0] - e[3]))) + 1e-6)
 
 
+_DISC3 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+
+
+def occluders(base_y: np.ndarray, base_uv: np.ndarray, box: tuple[int, int, int, int],
+              pts: np.ndarray, io: float) -> np.ndarray | None:
+    """Where something that is not skin covers the target's face: float32 0..1, chroma res.
+
+    A microphone, a glasses frame, a lock of hair or a dark sleeve in front of
+    the face stays in front of the swapped face. The target's own skin is
+    learnt from its mid-face in this frame (median and spread of Y, U, V
+    over the cheeks and the nose); a pixel far from it in colour, or much
+    darker than it, is an occluder, except in the zones where a face is not
+    skin-coloured anyway (eyes, brows, lips, nostrils). Scores are smooth
+    (no hard threshold) and the map is opened and blurred, so it does not
+    flicker. None when nothing is found (the common case costs no blend).
+    """
+    x0, y0, x1, y1 = box
+    hh, hw = base_uv.shape[:2]
+    yh = base_y[: 2 * hh: 2, : 2 * hw: 2].astype(np.float32)
+    uv = base_uv.astype(np.float32)
+    p = (pts - np.array([x0, y0], np.float32)) * 0.5
+    cheeks = np.zeros((hh, hw), np.uint8)
+    for idx in ((1, 2, 3, 31, 40, 41), (15, 14, 13, 35, 47, 46), (31, 32, 33, 34, 35, 29)):
+        cv2.fillConvexPoly(cheeks, np.round(p[list(idx)]).astype(np.int32), 1)
+    sel = cheeks.astype(bool)
+    if sel.sum() < 30:
+        return None
+    sy, su, sv = yh[sel], uv[..., 0][sel], uv[..., 1][sel]
+    my, mu, mv = np.median(sy), np.median(su), np.median(sv)
+    spread = [max(2.5, 1.4826 * float(np.median(np.abs(a - m)))) for a, m in
+              ((su, mu), (sv, mv))]
+    d2 = ((uv[..., 0] - mu) / spread[0]) ** 2 + ((uv[..., 1] - mv) / spread[1]) ** 2
+    colour = np.clip((np.sqrt(d2) - 4.0) / 3.0, 0.0, 1.0)
+    dark = np.clip((0.55 - (yh - 16.0) / max(my - 16.0, 8.0)) / 0.2, 0.0, 1.0)
+    score = np.maximum(colour, dark)
+    # The face's own non-skin features are never occluders.
+    zones = np.zeros((hh, hw), np.uint8)
+    grow = int(round(0.12 * io * 0.5)) | 1
+    for lo, hi in ((17, 22), (22, 27), (36, 42), (42, 48), (48, 60), (31, 36)):
+        hull = cv2.convexHull(np.round(p[lo:hi]).astype(np.int32))
+        cv2.fillConvexPoly(zones, hull, 1)
+    zones = cv2.dilate(zones, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow)))
+    score[zones.astype(bool)] = 0.0
+    if float(score.max()) < 0.3:
+        return None
+    # Opening by a 3-pixel disc: specks go, a glasses frame (2-3 px here) stays.
+    score = cv2.morphologyEx(score, cv2.MORPH_OPEN, _DISC3)
+    return cv2.GaussianBlur(score, (0, 0), max(0.6, 0.04 * io * 0.5))
+
+
 def composite(base: np.ndarray, face: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """``base * (1 - alpha) + face * alpha`` as uint8 (one OpenCV pass per channel group)."""
     face8 = cv2.convertScaleAbs(face) if face.dtype != np.uint8 else face

@@ -51,6 +51,9 @@ def swap_face(y: np.ndarray, u: np.ndarray, v: np.ndarray, target: np.ndarray,
                             eyes=blend.eye_closure(target, eye_ref))
     if keep is not None:
         alpha *= keep
+    occ = blend.occluders(base_y, base_uv, box, target, io)
+    if occ is not None:
+        alpha *= 1.0 - occ
     if not src.sharpness_matched:
         src.scale_to_frame = face_px / (float(np.hypot(*(src.pts[16] - src.pts[0]))) + 1e-6)
         if match_sharpness(src, face_y, base_y, alpha):
