@@ -20,6 +20,10 @@ from .errors import EngineError
 from .landmarks import INNER_MOUTH, JAW, interocular
 from .warp import geometry, mesh_points, triangulate
 
+#: Head yaw (degrees) from which the hidden half of the photo's face is taken
+#: from its better-seen half, mirrored (see :func:`mirror_hidden_half`).
+MIRROR_YAW_DEG = 20.0
+
 #: The face is stored at most this wide (jaw to jaw, pixels): enough for 1080p targets.
 MAX_FACE_PX = 360
 
@@ -70,6 +74,36 @@ class SourceFace:
     has_cut: bool = False  # False when keep is all 255 (nothing to leave out: skipped)
     #: The photo's findings (``{"code", "msg"}``, see :mod:`engine.photo`).
     warnings: list = field(default_factory=list)
+    #: A turned photo: which half of the face is hidden (-1: the half of
+    #: landmark 0, +1: of landmark 16, 0: none) and the mirror image's planes
+    #: and mesh that replace it (see :func:`mirror_hidden_half`).
+    hidden_side: int = 0
+    mirror_mesh: np.ndarray | None = None
+    y_m: np.ndarray | None = None
+    uv_m: np.ndarray | None = None
+    keep_m: np.ndarray | None = None
+
+    def refresh_mirror(self) -> None:
+        """Remake the mirror planes from the current ones (after they changed).
+
+        The mirror image is given the photo's own low-frequency light (luma
+        ratio, chroma offset over a blur of a tenth of the face width): the
+        better-seen half brings its detail, not its side's lighting, so the
+        two halves meet without a step.
+        """
+        if self.mirror_mesh is None:
+            return
+        sigma = 0.1 * float(np.hypot(*(self.pts[16] - self.pts[0])))
+        y = self.y.astype(np.float32)
+        ym = np.ascontiguousarray(y[:, ::-1])
+        ratio = (cv2.GaussianBlur(y, (0, 0), sigma) + 1.0) / (
+            cv2.GaussianBlur(ym, (0, 0), sigma) + 1.0)
+        self.y_m = np.clip(ym * ratio, 0, 255).astype(np.uint8)
+        uv = self.uv.astype(np.float32)
+        uvm = np.ascontiguousarray(uv[:, ::-1])
+        off = cv2.GaussianBlur(uv, (0, 0), sigma / 2) - cv2.GaussianBlur(uvm, (0, 0), sigma / 2)
+        self.uv_m = np.clip(uvm + off, 0, 255).astype(np.uint8)
+        self.keep_m = np.ascontiguousarray(self.keep[:, ::-1])
     sharpness_matched: bool = False
     scale_to_frame: float = 1.0  # frame pixels per source pixel (set per frame by the swap)
 
@@ -81,6 +115,8 @@ class SourceFace:
             self.keep = cv2.resize(forehead_keep(self.bgr, self.pts), (w, h),
                                    interpolation=cv2.INTER_AREA)
             self.has_cut = int(self.keep.min()) < 255
+        if self.hidden_side:
+            mirror_hidden_half(self)
 
 
 def mouth_gap(pts: np.ndarray) -> float:
@@ -88,6 +124,30 @@ def mouth_gap(pts: np.ndarray) -> float:
     inner = pts[INNER_MOUTH]
     gap = float(np.linalg.norm(inner[[1, 2, 3]] - inner[[7, 6, 5]], axis=1).mean())
     return gap / (float(np.linalg.norm(pts[16] - pts[0])) + 1e-6)
+
+
+#: Landmark i of a face is landmark MIRROR[i] of its mirror image.
+MIRROR = np.array(list(range(16, -1, -1)) + list(range(26, 16, -1)) + [27, 28, 29, 30]
+                  + [35, 34, 33, 32, 31] + [45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40]
+                  + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55]
+                  + [64, 63, 62, 61, 60, 67, 66, 65])
+
+
+def mirror_hidden_half(src: SourceFace) -> None:
+    """Prepare the mirror image that gives a turned photo's hidden half (once per task).
+
+    Turned away, one half of the face is foreshortened and partly hidden
+    (behind the nose, past the cheek's edge): warped onto a frontal target
+    it breaks into stretched features. The mirror image's face shows the
+    better-seen half in the hidden half's place; the swap warps both and
+    takes the hidden side from the mirror (``swap.swap_face``), ramped
+    across the midline, and the relighting evens out the halves' light.
+    """
+    w = src.y.shape[1]
+    mpts = src.pts[MIRROR].copy()
+    mpts[:, 0] = w - 1 - mpts[:, 0]
+    src.mirror_mesh = mesh_points(mpts)
+    src.refresh_mirror()
 
 
 def shut_mouth(bgr: np.ndarray, pts: np.ndarray) -> np.ndarray:
@@ -193,6 +253,7 @@ def match_sharpness(src: SourceFace, face_y: np.ndarray, base_y: np.ndarray,
         low = cv2.GaussianBlur(src.y, (0, 0), max(0.3, 1.0 / scale))
         gain = min(2.0, target * 0.8 / max(have, 1e-3))
         src.y = cv2.addWeighted(src.y, gain, low, 1.0 - gain, 0.0)
+        src.refresh_mirror()
         return -gain
     if have <= target * k_t:
         return 0.0
@@ -206,6 +267,7 @@ def match_sharpness(src: SourceFace, face_y: np.ndarray, base_y: np.ndarray,
     s_src = chosen / scale
     src.y = cv2.GaussianBlur(src.y, (0, 0), s_src)
     src.uv = cv2.GaussianBlur(src.uv, (0, 0), max(0.3, s_src / 2))
+    src.refresh_mirror()
     return chosen
 
 
@@ -239,9 +301,13 @@ def load_source(path: str, levels: int | None = None) -> SourceFace:
     crop = cv2.resize(crop, (nw, nh), interpolation=interp)
     pts = pts * np.array([nw / cw, nh / ch], np.float32)
     mesh = mesh_points(pts)
+    hidden = 0
+    if abs(report.yaw) > MIRROR_YAW_DEG:
+        # The nose points toward the hidden half (see photo.head_pose's sign).
+        hidden = -1 if report.yaw < 0 else 1
     return SourceFace(bgr=np.ascontiguousarray(crop), pts=pts, mesh=mesh,
                       tris=triangulate(mesh), mouth_gap=mouth_gap(pts),
-                      warnings=[w.as_dict() for w in report.warnings])
+                      warnings=[w.as_dict() for w in report.warnings], hidden_side=hidden)
 
 
 def check_source_face(path: str) -> list[dict]:

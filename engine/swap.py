@@ -33,7 +33,8 @@ def swap_face(y: np.ndarray, u: np.ndarray, v: np.ndarray, target: np.ndarray,
     dst_mesh = np.concatenate([dst, fh_d, ring])
     moved = morph > 0 and float(np.abs(dst - target).max()) > 0.25
     tgt_mesh = np.concatenate([target, fh_t, ring]) if moved else None
-    maps = warp.compute_maps(box, dst_mesh, src.mesh, tgt_mesh, src.tris, grid)
+    maps = warp.compute_maps(box, dst_mesh, src.mesh, tgt_mesh, src.tris, grid,
+                             src.mirror_mesh)
     cx0, cy0, cx1, cy1 = x0 // 2, y0 // 2, x1 // 2, y1 // 2
     base_uv = cv2.merge([u[cy0:cy1, cx0:cx1], v[cy0:cy1, cx0:cx1]])
     if moved:
@@ -43,10 +44,11 @@ def swap_face(y: np.ndarray, u: np.ndarray, v: np.ndarray, target: np.ndarray,
         base_uv = warp.remap(base_uv, maps.tgt_half)
     else:
         base_y = y[y0:y1, x0:x1]
-    face_y = warp.remap(src.y, maps.src_full)
+    hidden = _hidden_weights(box, dst, src.hidden_side) if src.hidden_side else None
+    face_y = _sample(src.y, src.y_m, maps.src_full, maps.mir_full, hidden, 0)
     face_px = float(np.hypot(*(dst[16] - dst[0])))
     io = float(np.hypot(*(dst[36:42].mean(0) - dst[42:48].mean(0))))
-    keep = _keep(src, maps) if src.has_cut else None
+    keep = _keep(src, maps, hidden) if src.has_cut else None
     alpha = blend.face_mask(box, dst, poly_d, io, keep_mouth=1.0 if keep_mouth else 0.0,
                             eyes=blend.eye_closure(target, eye_ref))
     if keep is not None:
@@ -57,8 +59,8 @@ def swap_face(y: np.ndarray, u: np.ndarray, v: np.ndarray, target: np.ndarray,
     if not src.sharpness_matched:
         src.scale_to_frame = face_px / (float(np.hypot(*(src.pts[16] - src.pts[0]))) + 1e-6)
         if match_sharpness(src, face_y, base_y, alpha):
-            face_y = warp.remap(src.y, maps.src_full)
-    face_uv = warp.remap(src.uv, maps.src_half)
+            face_y = _sample(src.y, src.y_m, maps.src_full, maps.mir_full, hidden, 0)
+    face_uv = _sample(src.uv, src.uv_m, maps.src_half, maps.mir_half, hidden, 1)
     cy, cuv = color.match_colour(face_y, face_uv, base_y, base_uv, alpha, face_px)
     alpha_full = cv2.resize(alpha, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
     y[y0:y1, x0:x1] = blend.composite(base_y, cy, alpha_full)
@@ -128,7 +130,47 @@ def swap_faces(y: np.ndarray, u: np.ndarray, v: np.ndarray, faces: list[np.ndarr
             swap_face(*found[0], pts, src, morph=morph, keep_mouth=keep_mouth, eye_ref=ref)
 
 
-def _keep(src: SourceFace, maps: warp.Maps) -> np.ndarray:
+def _keep(src: SourceFace, maps: warp.Maps, hidden) -> np.ndarray:
     """The photo's forehead-hair cut (see ``forehead_keep``) warped into the box, 0..1."""
-    k = warp.remap(src.keep, maps.src_half)
+    k = _sample(src.keep, src.keep_m, maps.src_half, maps.mir_half, hidden, 1)
     return cv2.multiply(k, 1.0 / 255.0, dtype=cv2.CV_32F)
+
+
+def _sample(plane: np.ndarray, mirrored: np.ndarray | None, m: np.ndarray,
+            m_mirror: np.ndarray | None, hidden, level: int) -> np.ndarray:
+    """The source plane warped into the box; a turned photo's hidden side from the mirror.
+
+    ``hidden`` is None or (full, half) resolution weights of the mirror
+    image (see :func:`_hidden_weights`); ``level`` 0 for luma, 1 for chroma.
+    """
+    out = warp.remap(plane, m)
+    if hidden is None:
+        return out
+    w = hidden[level]
+    return cv2.blendLinear(out, warp.remap(mirrored, m_mirror), 1.0 - w, w)
+
+
+def _hidden_weights(box: tuple[int, int, int, int], dst: np.ndarray, side: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Weights (luma and chroma resolution) of the mirror image across the face's midline.
+
+    0 on the photo's better-seen half, 1 on the hidden one (``side``: the
+    half of landmark 16 when +1, of landmark 0 when -1). The ramp runs from
+    0.1 to 0.4 eye distances into the hidden side of the line from the
+    nose bridge to the chin: the nose, seen well enough in a turned photo,
+    stays the photo's own (mixed at the midline, two nose ridges showed).
+    """
+    x0, y0, x1, y1 = box
+    top, chin = dst[27].astype(np.float64), dst[8].astype(np.float64)
+    d = chin - top
+    n = np.array([-d[1], d[0]]) / (float(np.hypot(*d)) + 1e-6)
+    if float((dst[16] - top) @ n) < 0:
+        n = -n  # the normal points to landmark 16's half
+    io = float(np.hypot(*(dst[36:42].mean(0) - dst[42:48].mean(0)))) + 1e-3
+    k = side * n / (0.3 * io)
+    c = -float(k @ top) - 0.1 / 0.3
+    xs = np.arange(x0, x1, dtype=np.float32)
+    ys = np.arange(y0, y1, dtype=np.float32)
+    full = np.clip(c + k[0] * xs[None, :] + k[1] * ys[:, None], 0.0, 1.0).astype(np.float32)
+    half = np.ascontiguousarray(full[::2, ::2])
+    return full, half

@@ -111,14 +111,16 @@ class Maps:
     ``src_full``/``src_half`` sample the source image (luma / chroma planes),
     ``tgt_full`` samples the frame itself (the liquify) and ``tgt_half`` the
     chroma crop of the box (its coordinates start at the box corner); both
-    are None without a liquify.
+    are None without a liquify. ``mir_full``/``mir_half`` sample the
+    source's mirror image (None unless asked for, see ``compute_maps``).
     """
 
-    __slots__ = ("box", "src_full", "src_half", "tgt_full", "tgt_half")
+    __slots__ = ("box", "src_full", "src_half", "tgt_full", "tgt_half", "mir_full", "mir_half")
 
 
 def compute_maps(box: tuple[int, int, int, int], dst: np.ndarray, src: np.ndarray,
-                 tgt: np.ndarray | None, tris: np.ndarray, grid: int = 2) -> Maps:
+                 tgt: np.ndarray | None, tris: np.ndarray, grid: int = 2,
+                 mirror: np.ndarray | None = None) -> Maps:
     """Build the remap tables for ``box`` = (x0, y0, x1, y1).
 
     ``dst`` are mesh vertices in the output frame, ``src`` the same vertices in
@@ -127,7 +129,9 @@ def compute_maps(box: tuple[int, int, int, int], dst: np.ndarray, src: np.ndarra
     pixels and interpolated bilinearly to chroma and luma resolution: the
     map is continuous and piecewise linear, so the error is a fraction of a
     pixel, at a quarter of the cost per step of grid. x0, y0 must be even and
-    the box size a multiple of ``grid``.
+    the box size a multiple of ``grid``. ``mirror``: the same vertices in the
+    source's mirror image (a turned photo, see ``source.mirror_hidden_half``),
+    for ``mir_full``/``mir_half``.
     """
     x0, y0, x1, y1 = box = tuple(int(v) for v in box)
     full = (x1 - x0, y1 - y0)
@@ -171,22 +175,26 @@ def compute_maps(box: tuple[int, int, int, int], dst: np.ndarray, src: np.ndarra
     # mask's faint tail there, and map interpolation next to the mesh edge,
     # then sample the face's surroundings instead of arbitrary pixels.
     ident = np.array([[1.0, 0, 0], [0, 1.0, 0]])
-    if tgt is not None:
-        a = _affines(dst, [src, tgt], tris)
-        last = np.concatenate([similarity(dst, src), ident])[None]
-        sx, sy, tx, ty = apply(np.concatenate([a, last]))
-    else:
-        sx, sy = apply(np.concatenate([_affines(dst, [src], tris), similarity(dst, src)[None]]))
+    srcs = [src] if mirror is None else [src, mirror]
+    rows = [_affines(dst, srcs + ([] if tgt is None else [tgt]), tris)]
+    last = np.concatenate([similarity(dst, v) for v in srcs] + ([] if tgt is None else [ident]))
+    maps = apply(np.concatenate(rows + [last[None]]))
+    sx, sy = maps[0], maps[1]
     # Source chroma coordinate of a luma position p is (p - 0.5) / 2.
-    s = np.dstack([sx, sy])
-    out.src_half = (to_half(s) - 0.5) * 0.5
     # Resizing the coordinates themselves is exact inside the grid; in the
     # outermost half grid step (mask alpha 0 there) they clamp instead of
     # extending: one pass fewer than the displacement route below.
+    s = np.dstack([sx, sy])
+    out.src_half = (to_half(s) - 0.5) * 0.5
     out.src_full = cv2.resize(s, full, interpolation=cv2.INTER_LINEAR)
+    out.mir_full = out.mir_half = None
+    if mirror is not None:
+        m = np.dstack([maps[2], maps[3]])
+        out.mir_half = (to_half(m) - 0.5) * 0.5
+        out.mir_full = cv2.resize(m, full, interpolation=cv2.INTER_LINEAR)
     out.tgt_full = out.tgt_half = None
     if tgt is not None:
-        d = np.dstack([tx - gx, ty - gy])
+        d = np.dstack([maps[-2] - gx, maps[-1] - gy])
         half = to_half(d) * 0.5
         out.tgt_half = cv2.add(half, _pixel_grid(halfsize[0], halfsize[1]))
         out.tgt_full = upsample(d)

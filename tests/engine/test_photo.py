@@ -65,3 +65,40 @@ def test_hopeless_photos_are_refused_with_a_code(media, case, code):
     with pytest.raises(EngineError) as exc:
         photo.analyse(img)
     assert exc.value.code == code and str(exc.value)
+
+
+def test_turned_photo_takes_its_hidden_half_from_the_mirror(media, read_video, tmp_path):
+    from engine.source import load_source
+    from engine.swap import swap_face
+
+    frame = read_video(media("talk_720p.mp4"), 1)[0]
+    path = str(tmp_path / "turned.png")
+    cv2.imwrite(path, frame)
+    yaw = photo.analyse(frame).yaw
+    src = load_source(path)
+    assert src.hidden_side == (1 if yaw > 0 else -1)
+    src.to_yuv("bt709")
+    assert src.y_m.shape == src.y.shape and src.uv_m.shape == src.uv.shape
+    # The mirror image brings the better-seen half's detail under the photo's own light.
+    sigma = 0.1 * float(np.hypot(*(src.pts[16] - src.pts[0])))
+    low = [cv2.GaussianBlur(p.astype(np.float32), (0, 0), sigma) for p in (src.y, src.y_m)]
+    face = np.zeros(src.y.shape, np.uint8)
+    cv2.fillConvexPoly(face, cv2.convexHull(np.round(src.pts).astype(np.int32)), 1)
+    plain = cv2.GaussianBlur(src.y[:, ::-1].astype(np.float32), (0, 0), sigma)
+    inside = face.astype(bool)
+    # Closer to the photo's own light than the plain mirror image is.
+    assert (float(np.abs(low[0] - low[1])[inside].mean())
+            < 0.5 * float(np.abs(low[0] - plain)[inside].mean()))
+    # A frontal photo mirrors nothing; swapping the turned one into a frame works.
+    assert load_source(media("face_woman.jpg")).hidden_side == 0
+    from engine.colorspace import bgr_to_yuv
+    from engine.landmarks import predict_landmarks
+    from engine.source import find_faces
+
+    target = read_video(media("talk_480sq_33s.mp4"), 601)[600]
+    pts = predict_landmarks(cv2.cvtColor(target, cv2.COLOR_BGR2GRAY), find_faces(target)[0])
+    y, uv = bgr_to_yuv(target, "bt709")
+    u, v = np.ascontiguousarray(uv[..., 0]), np.ascontiguousarray(uv[..., 1])
+    before = y.copy()
+    swap_face(y, u, v, pts, src, morph=0.5, keep_mouth=False)
+    assert float(np.abs(y.astype(int) - before).mean()) > 0.5
