@@ -18,6 +18,8 @@ import numpy as np
 #: with the blushed photo from 1.8x the input's to 1.1x; the luma's 0.14 ->
 #: 0.11 took the photo's darker eye sockets out with identity unchanged.
 CHROMA_SIGMA = 0.3
+#: Luma blur width, in face widths.
+LUMA_SIGMA = 0.11
 
 
 def match_colour(src_y: np.ndarray, src_uv: np.ndarray, tgt_y: np.ndarray, tgt_uv: np.ndarray,
@@ -35,7 +37,7 @@ def match_colour(src_y: np.ndarray, src_uv: np.ndarray, tgt_y: np.ndarray, tgt_u
     k = max(1, min(int(round(face_px / 64.0)), hh, hw))
     ch, cw = hh // k * k, hw // k * k
     small = (cw // k, ch // k)
-    sigma = max(0.8, face_px / (18.0 * k))  # 0.11 of the face's width in luma pixels
+    sigma = max(0.8, face_px * LUMA_SIGMA / (2.0 * k))  # in pixels of the small planes
     area = cv2.INTER_AREA
     # Masked (normalised) blurs: blur(img*mask)/blur(mask), at the small size;
     # the mask rides as the target's fourth channel, so one blur does the

@@ -187,7 +187,8 @@ def swap_video(image_path: str, video_path: str, out_path: str, *, many_faces: b
     except BaseException:
         stop.set()
         for th in threads:
-            th.join()
+            if th.ident is not None:  # a signal may land while they are being started
+                th.join()
         if writer is not None:
             writer.abort()
         raise
