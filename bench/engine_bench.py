@@ -82,9 +82,14 @@ def run_swap(image: str, video: str, out: str, quality: str, extra: list[str]) -
     return result
 
 
-def read_frames(path: str) -> list[np.ndarray]:
+def read_frames(path: str, limit: int | None = None) -> list[np.ndarray]:
+    out = []
     with av.open(path) as c:
-        return [f.to_ndarray(format="bgr24") for f in c.decode(video=0)]
+        for f in c.decode(video=0):
+            if limit is not None and len(out) >= limit:
+                break
+            out.append(f.to_ndarray(format="bgr24"))
+    return out
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -108,6 +113,88 @@ def quality_figures(image: str, fin: list[np.ndarray], out: str, unswapped: list
     return fig
 
 
+def hand_clip(src: str, dst: str, frames: int = 90) -> list[np.ndarray]:
+    """A composite of ``src``: a skin-coloured hand (palm and four fingers, shaded)
+    passes in front of the face from left to right. Returns the hand masks."""
+    masks = []
+    with av.open(src) as ic:
+        iv = ic.streams.video[0]
+        rate = iv.average_rate
+        with av.open(dst, "w") as oc:
+            ov = oc.add_stream("libx264", rate=rate)
+            ov.options = {"crf": "12", "preset": "veryfast"}
+            for i, f in enumerate(ic.decode(iv)):
+                if i >= frames:
+                    break
+                img = f.to_ndarray(format="bgr24")
+                h, w = img.shape[:2]
+                if i == 0:
+                    ov.width, ov.height, ov.pix_fmt = w, h, "yuv420p"
+                m = np.zeros((h, w), np.uint8)
+                cx = int(w * (0.1 + 0.8 * i / frames))
+                cy, r = int(h * 0.55), int(min(w, h) * 0.11)
+                cv2.ellipse(m, (cx, cy), (r, int(r * 1.2)), 0, 0, 360, 255, -1)
+                for k in range(4):
+                    fx = cx - r + k * (2 * r // 3)
+                    cv2.line(m, (fx, cy), (fx + r // 4, cy - int(2.3 * r)), 255, max(3, r // 3))
+                shade = np.linspace(0.85, 1.1, w, dtype=np.float32)[None, :, None]
+                hand = np.clip(np.array([120, 150, 205], np.float32) * shade, 0, 255)
+                a = cv2.GaussianBlur(m, (0, 0), 1.5)[..., None].astype(np.float32) / 255
+                img = (img * (1 - a) + hand * a).astype(np.uint8)
+                masks.append(m > 128)
+                frame = av.VideoFrame.from_ndarray(img, format="bgr24")
+                for p in ov.encode(frame):
+                    oc.mux(p)
+            for p in ov.encode(None):
+                oc.mux(p)
+    return masks
+
+
+def cases(data: str, quality: str) -> None:
+    """Cases made from the shared media: a hand passing the face, and photo variants."""
+    folder = os.path.join(OUT, "cases")
+    os.makedirs(folder, exist_ok=True)
+    clip = os.path.join(folder, "hand_talk_720p.mp4")
+    masks = hand_clip(os.path.join(data, "talk_720p.mp4"), clip)
+    photo = os.path.join(data, "face_obama.jpg")
+    out = os.path.join(folder, "swap_hand.mp4")
+    run_swap(photo, clip, out, quality, [])
+    fin, fout = read_frames(clip), read_frames(out)
+    diff = [float(np.abs(fin[i].astype(np.int16) - fout[i])[masks[i]].mean())
+            for i in range(min(len(fin), len(fout), len(masks))) if masks[i].any()]
+    found = looks.measure(fin, fout, cv2.imread(photo), samples=10)
+    print(f"  hand passing the face: mean change on the hand {np.mean(diff):.1f} grey levels "
+          f"(0 = the hand stays in front), worst frame {max(diff):.1f};",
+          json.dumps(found.figures))
+    cv2.imwrite(os.path.join(folder, "sheet_hand.jpg"), looks.contact_sheet(
+        fin, fout, found, {f"hand {i}": i for i in (30, 45, 60)}))
+    woman = cv2.imread(os.path.join(data, "face_woman.jpg"))
+    with av.open(os.path.join(data, "talk_720p.mp4")) as c:
+        turned = next(c.decode(video=0)).to_ndarray(format="bgr24")
+    variants = {"turned": turned, "blurred": cv2.GaussianBlur(woman, (0, 0), 4),
+                "small": cv2.resize(woman, None, fx=0.25, fy=0.25, interpolation=cv2.INTER_AREA),
+                "tiny": cv2.resize(woman, None, fx=0.1, fy=0.1, interpolation=cv2.INTER_AREA),
+                "group": cv2.imread(os.path.join(data, "two_people.jpg")),
+                "teeth": cv2.imread(photo)}
+    target = os.path.join(data, "talk_480sq_33s.mp4")
+    tin = read_frames(target, 90)
+    for name, img in variants.items():
+        path = os.path.join(folder, f"photo_{name}.png")
+        cv2.imwrite(path, img)
+        out = os.path.join(folder, f"swap_{name}.mp4")
+        try:
+            res = run_swap(path, target, out, quality, ["--max-frames", "90"])
+        except RuntimeError as exc:
+            print(f"  photo {name}: refused: {exc}")
+            continue
+        tout = read_frames(out)
+        found = looks.measure(tin, tout, img, samples=10, every=3)
+        print(f"  photo {name}: warnings {[w['code'] for w in res['warnings']]};",
+              json.dumps(found.figures))
+        cv2.imwrite(os.path.join(folder, f"sheet_{name}.jpg"),
+                    looks.contact_sheet(tin, tout, found, looks.key_frames(found)))
+
+
 def _fps(runs: list[tuple[int, float]]) -> tuple[float, float]:
     """(best, median) frames per second of (frames, seconds) runs."""
     f = [n / t for n, t in runs]
@@ -123,6 +210,8 @@ def main() -> int:
                     help="photos (comma-separated, in testdata) of the --quality figures")
     ap.add_argument("--only", default=None, help="substring filter on video names")
     ap.add_argument("--samples", type=int, default=20, help="frames for the identity figure")
+    ap.add_argument("--cases", action="store_true",
+                    help="only the made-up cases (a hand passing the face, photo variants)")
     ap.add_argument("--repeat", type=int, default=1,
                     help="swap runs per video; the baseline runs once more, interleaved")
     args = ap.parse_args()
@@ -134,6 +223,9 @@ def main() -> int:
         print("the ffmpeg command is needed for the baseline (Debian: apt-get install ffmpeg)",
               file=sys.stderr)
         return 1
+    if args.cases:
+        cases(data, args.engine_quality)
+        return 0
     image = os.path.join(data, args.image)
     videos = sorted(f for f in os.listdir(data) if f.lower().endswith(VIDEO_EXT))
     if args.only:

@@ -14,6 +14,12 @@ import numpy as np
 
 from .landmarks import INNER_MOUTH, OUTER_MOUTH
 
+#: The target's inner mouth polygon grown by this factor about its centre.
+MOUTH_GROW = 1.15
+#: Eye closure (1 - opening / usual opening) where the target's eye starts
+#: to show, and over how much more it takes over.
+BLINK = (0.12, 0.38)
+
 
 def face_mask(box: tuple[int, int, int, int], pts: np.ndarray, poly: np.ndarray, io: float, *,
               keep_mouth: float, eyes: tuple[float, float] = (0.0, 0.0),
@@ -27,9 +33,8 @@ def face_mask(box: tuple[int, int, int, int], pts: np.ndarray, poly: np.ndarray,
     shows the target's own left/right eye region: a blink or squint of the
     target (see :func:`eye_closure`).
 
-    The outline is drawn at quarter resolution (a feathered edge has no fine
-    detail); mouth and eyes are small, so they are cut at half resolution
-    with a narrower feather.
+    Drawn at quarter resolution (a feathered edge has no fine detail) and
+    upsampled once; the holes for mouth and eyes have a narrower feather.
     """
     x0, y0, x1, y1 = box
     hw, hh = (x1 - x0) // 2, (y1 - y0) // 2
@@ -45,13 +50,12 @@ def face_mask(box: tuple[int, int, int, int], pts: np.ndarray, poly: np.ndarray,
     if k > 1:
         mask = cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
     mask = cv2.GaussianBlur(mask, (0, 0), max(0.6, io * fx * feather))
-    mask = cv2.resize(mask, (hw, hh), interpolation=cv2.INTER_LINEAR)
-    # Holes, at half resolution: 255 keeps the photo, 0 shows the target.
-    hole = np.full((hh, hw), 255, np.uint8)
-    half = np.array([0.5, 0.5], np.float32) * (1 << shift)
+    # Holes, with their own narrower feather: 255 keeps the photo, 0 shows the target.
+    hole = np.full((qh, qw), 255, np.uint8)
+    sc = scale * (1 << shift)
 
     def fill(points: np.ndarray, weight: float) -> None:
-        p = ((points - off) * half).round().astype(np.int32)
+        p = ((points - off) * sc).round().astype(np.int32)
         cv2.fillPoly(hole, [p], int(round(255 * (1.0 - min(1.0, weight)))),
                      lineType=cv2.LINE_AA, shift=shift)
 
@@ -61,7 +65,7 @@ def face_mask(box: tuple[int, int, int, int], pts: np.ndarray, poly: np.ndarray,
     # The inner mouth grown a little: the lip line of a closed mouth, where
     # the photo's (shut) lips meet, stays the target's own crease.
     c = inner.mean(0)
-    fill(c + (inner - c) * 1.15, 1.0)
+    fill(c + (inner - c) * MOUTH_GROW, 1.0)
     # The target's eye region shows during a blink. Its eyeballs always
     # showing (its gaze) was tried: ear_corr 0.33 -> 0.46 on talk_480sq with
     # the woman's photo, but identity on the stage clip fell from 0.6 to 0.3.
@@ -69,8 +73,9 @@ def face_mask(box: tuple[int, int, int, int], pts: np.ndarray, poly: np.ndarray,
         if w > 0.02:
             fill(_eye_region(pts, lo, hi), w)
     if hole.min() < 255:
-        hole = cv2.GaussianBlur(hole, (0, 0), max(0.6, io * 0.5 * 0.05))
+        hole = cv2.GaussianBlur(hole, (0, 0), max(0.5, io * fx * 0.05))
         mask = cv2.multiply(mask, hole, scale=1.0 / 255.0)
+    mask = cv2.resize(mask, (hw, hh), interpolation=cv2.INTER_LINEAR)
     return mask.astype(np.float32) * (1.0 / 255.0)
 
 
@@ -103,7 +108,7 @@ def eye_closure(pts: np.ndarray, ref: tuple[float, float] | None) -> tuple[float
     out = []
     for lo, r in zip((36, 42), ref, strict=True):
         closure = 1.0 - eye_aspect(pts[lo:lo + 6]) / max(r, 1e-3)
-        t = min(1.0, max(0.0, (closure - 0.12) / 0.38))
+        t = min(1.0, max(0.0, (closure - BLINK[0]) / BLINK[1]))
         out.append(t * t * (3.0 - 2.0 * t))
     return out[0], out[1]
 
@@ -115,14 +120,19 @@ def eye_aspect(e: np.ndarray) -> float:
 
 
 _DISC3 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+#: Skin samples (two cheeks and the nose) and the face's non-skin features
+#: (brows, eyes, outer mouth, nostrils), as landmark index groups.
+_CHEEKS = ([1, 2, 3, 31, 40, 41], [15, 14, 13, 35, 47, 46], [31, 32, 33, 34, 35, 29])
+_FEATURES = ((17, 22), (22, 27), (36, 42), (42, 48), (48, 60), (31, 36))
 
 
 def occluders(base_y: np.ndarray, base_uv: np.ndarray, box: tuple[int, int, int, int],
               pts: np.ndarray, io: float) -> np.ndarray | None:
     """Where something that is not skin covers the target's face: float32 0..1, chroma res.
 
-    A microphone, a glasses frame, a lock of hair or a dark sleeve in front of
-    the face stays in front of the swapped face. The target's own skin is
+    A microphone, a lock of hair or a dark sleeve in front of the face stays
+    in front of the swapped face (thin glasses frames are below its
+    resolution; a hand, being skin-coloured, is not found). The target's own skin is
     learnt from its mid-face in this frame (median and spread of Y, U, V
     over the cheeks and the nose); a pixel far from it in colour, or much
     darker than it, is an occluder, except in the zones where a face is not
@@ -130,46 +140,47 @@ def occluders(base_y: np.ndarray, base_uv: np.ndarray, box: tuple[int, int, int,
     (no hard threshold) and the map is opened and blurred, so it does not
     flicker. None when nothing is found (the common case costs no blend).
     """
-    x0, y0, x1, y1 = box
+    x0, y0 = box[:2]
     hh, hw = base_uv.shape[:2]
-    yh = base_y[: 2 * hh: 2, : 2 * hw: 2].astype(np.float32)
-    uv = base_uv.astype(np.float32)
-    p = (pts - np.array([x0, y0], np.float32)) * 0.5
-    cheeks = np.zeros((hh, hw), np.uint8)
-    for idx in ((1, 2, 3, 31, 40, 41), (15, 14, 13, 35, 47, 46), (31, 32, 33, 34, 35, 29)):
-        cv2.fillConvexPoly(cheeks, np.round(p[list(idx)]).astype(np.int32), 1)
+    # Worked out at quarter resolution (a quarter of the pixels: 0.78 ->
+    # 0.3 ms at 480x480) and upsampled: the map is blurred anyway.
+    qh, qw = max(1, hh // 2), max(1, hw // 2)
+    yq = base_y[: 4 * qh: 4, : 4 * qw: 4].astype(np.float32)
+    uv = base_uv[: 2 * qh: 2, : 2 * qw: 2].astype(np.float32)
+    p = (pts - np.array([x0, y0], np.float32)) * 0.25
+    cheeks = np.zeros((qh, qw), np.uint8)
+    for idx in _CHEEKS:
+        cv2.fillConvexPoly(cheeks, np.round(p[idx]).astype(np.int32), 1)
     sel = cheeks.astype(bool)
-    if sel.sum() < 30:
+    if sel.sum() < 12:
         return None
-    sy, su, sv = yh[sel], uv[..., 0][sel], uv[..., 1][sel]
-    my, mu, mv = np.median(sy), np.median(su), np.median(sv)
-    spread = [max(2.5, 1.4826 * float(np.median(np.abs(a - m)))) for a, m in
-              ((su, mu), (sv, mv))]
-    d2 = ((uv[..., 0] - mu) / spread[0]) ** 2 + ((uv[..., 1] - mv) / spread[1]) ** 2
-    colour = np.clip((np.sqrt(d2) - 4.0) / 3.0, 0.0, 1.0)
-    rel = (yh - 16.0) / max(my - 16.0, 8.0)
+    su, sv = uv[..., 0][sel], uv[..., 1][sel]
+    my, mu, mv = np.median(yq[sel]), np.median(su), np.median(sv)
+    spread_u = max(2.5, 1.4826 * float(np.median(np.abs(su - mu))))
+    spread_v = max(2.5, 1.4826 * float(np.median(np.abs(sv - mv))))
+    d2 = ((uv[..., 0] - mu) * (1.0 / spread_u)) ** 2 + ((uv[..., 1] - mv) * (1.0 / spread_v)) ** 2
+    score = np.clip((np.sqrt(d2) - 4.0) * (1.0 / 3.0), 0.0, 1.0)
+    rel = (yq - 16.0) * (1.0 / max(my - 16.0, 8.0))
     # Above the brows, darker than 0.55 of the skin is hair (a fringe);
     # below them only near-black counts (a microphone, a sleeve): a dark
     # patch there is as often the target's own moustache, beard or shadow,
     # and keeping those kept the original person (id_win 0.15 on the stage
     # clip with the woman's photo).
-    limit = np.full((hh, 1), 0.35, np.float32)
+    limit = np.full((qh, 1), 0.35, np.float32)
     limit[: int(max(0.0, float(p[17:27, 1].max())))] = 0.55
-    dark = np.clip((limit - rel) / 0.15, 0.0, 1.0)
-    score = np.maximum(colour, dark)
+    np.maximum(score, np.clip((limit - rel) * (1.0 / 0.15), 0.0, 1.0), out=score)
     # The face's own non-skin features are never occluders.
-    zones = np.zeros((hh, hw), np.uint8)
-    grow = int(round(0.12 * io * 0.5)) | 1
-    for lo, hi in ((17, 22), (22, 27), (36, 42), (42, 48), (48, 60), (31, 36)):
-        hull = cv2.convexHull(np.round(p[lo:hi]).astype(np.int32))
-        cv2.fillConvexPoly(zones, hull, 1)
+    zones = np.zeros((qh, qw), np.uint8)
+    for lo, hi in _FEATURES:
+        cv2.fillConvexPoly(zones, cv2.convexHull(np.round(p[lo:hi]).astype(np.int32)), 1)
+    grow = int(round(0.06 * io * 0.5)) | 1
     zones = cv2.dilate(zones, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow)))
     score[zones.astype(bool)] = 0.0
     if float(score.max()) < 0.3:
         return None
-    # Opening by a 3-pixel disc: specks go, a glasses frame (2-3 px here) stays.
-    score = cv2.morphologyEx(score, cv2.MORPH_OPEN, _DISC3)
-    return cv2.GaussianBlur(score, (0, 0), max(0.6, 0.04 * io * 0.5))
+    score = cv2.morphologyEx(score, cv2.MORPH_OPEN, _DISC3)  # specks go
+    score = cv2.GaussianBlur(score, (0, 0), max(0.6, 0.01 * io))
+    return cv2.resize(score, (hw, hh), interpolation=cv2.INTER_LINEAR)
 
 
 def composite(base: np.ndarray, face: np.ndarray, alpha: np.ndarray) -> np.ndarray:
