@@ -43,6 +43,7 @@ def public_view(task: dict[str, Any]) -> dict[str, Any]:
     view = {key: task.get(key) for key in
             ("task_id", "swapname", "state", "frames_done", "frames_total", "fps", "eta_s",
              "reported_at")}
+    view["warnings"] = task.get("warnings") or []  # the photo's findings (engine.photo)
     state = task["state"]
     if state == "finished":
         view.update(status=1, progress=FINISHED_TEXT, filepath=task["filepath"])
@@ -130,7 +131,7 @@ class TaskService:
         if len(await self.repos.tasks.active_for_owner(user.id)) >= MAX_ACTIVE_PER_USER:
             raise ServiceError("too many unfinished tasks; wait for some to finish", 429)
         try:
-            await asyncio.to_thread(engine.check_source_face, str(image["path"]))
+            warnings = await asyncio.to_thread(engine.check_source_face, str(image["path"]))
         except engine.EngineError as exc:
             raise ServiceError(str(exc)) from None
         task = {"task_id": secrets.token_hex(8), "owner_id": user.id,
@@ -138,7 +139,8 @@ class TaskService:
                 "imagepath": imagepath, "videopath": videopath, "swapname": swapname,
                 "filepath": filepath, "many_faces": many_faces, "keep_mouth": keep_mouth,
                 "quality": quality, "state": "queued", "percent": 0.0, "frames_done": 0,
-                "frames_total": None, "fps": None, "eta_s": None, "error": None}
+                "frames_total": None, "fps": None, "eta_s": None, "error": None,
+                "warnings": warnings}
         await self.repos.tasks.create(dict(task))
         task["created"] = dt.datetime.now(dt.UTC)
         self.live[task["task_id"]] = task

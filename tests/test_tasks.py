@@ -115,6 +115,7 @@ async def test_swap_end_to_end_with_websocket_playback_and_download(ctx, api, te
     code, view = await api.call("POST", "/video/view_task", {"task_id": task_id}, token=token)
     assert view["status"] == 1 and view["progress"] == "转换结束"
     assert view["filepath"] == "alice/result.mp4"
+    assert view["warnings"] == [] == messages[0]["warnings"]  # a frontal, sharp photo
     code, listing = await api.call("GET", "/video/tasks", token=token)
     assert listing["tasks"][0]["task_id"] == task_id
     assert listing["tasks"][0]["state"] == "finished"
@@ -165,6 +166,15 @@ async def test_faceswap_input_checks(ctx, api, testdata, clips):
     code, body = await api.call("POST", "/video/faceswap", {
         "imagepath": dog, "videopath": video, "swapname": "ok"}, token=token)
     assert "no face" in body["msg"]
+    # A photo that will disappoint is used, and the task says why.
+    smile = await upload(api, token, "image", "smile.jpg",
+                         (testdata / "face_obama.jpg").read_bytes())
+    code, body = await swap(api, token, smile, video, "smiling", quality="fast")
+    assert code == 200, body
+    code, view = await api.call("POST", "/video/view_task", {"task_id": body["task_id"]},
+                                token=token)
+    assert [w["code"] for w in view["warnings"]] == ["photo_mouth_open"]
+    assert view["warnings"][0]["msg"]
     # another user's files are not theirs to use
     code, body = await swap(api, bob, image, video, "stolen")
     assert code == 403 and body["status"] == 1
