@@ -25,6 +25,7 @@ import conf
 from conf import Settings
 from engine.dispatch import Dispatcher, LocalDispatcher
 from handlers import make_app
+from services.accounts import username_key
 from services.context import AppContext
 from storage.database import connect, ensure_indexes
 from storage.embedded import EmbeddedMongo
@@ -57,7 +58,7 @@ async def open_context(
     db = connect(url, settings.db_name, settings.db_timeout_ms)
     ctx = None
     try:
-        await ensure_indexes(db)
+        await ensure_indexes(db, username_key)
         if settings.executor == "local":
             dispatcher: Dispatcher = LocalDispatcher(settings.workers)
         else:  # imported here: the local default never loads distributed

@@ -12,10 +12,10 @@ from typing import Any
 
 import tornado.web
 
-from services import ServiceError
+from services import ServiceError, default_reason
 from services.accounts import User
 from services.context import AppContext
-from storage import DatabaseError
+from storage import DatabaseError, PathRefused
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +80,11 @@ class BaseHandler(tornado.web.RequestHandler):
         if ctype in ("application/json", "text/json") or (not ctype and raw.strip()):
             try:
                 data = json.loads(raw or b"{}")
+            except RecursionError:  # nested 100 000 deep: refused, not a crash
+                raise ServiceError("request body is nested too deeply", 400,
+                                   "bad_json") from None
             except (ValueError, UnicodeDecodeError):
-                raise ServiceError("request body is not valid JSON") from None
+                raise ServiceError("request body is not valid JSON", 400, "bad_json") from None
             if not isinstance(data, dict):
                 raise ServiceError("request body must be a JSON object")
             return data
@@ -90,27 +93,33 @@ class BaseHandler(tornado.web.RequestHandler):
         raise ServiceError(f"unsupported content type {ctype!r}; send JSON or form data", 415)
 
     # -- output ---------------------------------------------------------------------
-    def envelope(self, msg: str) -> dict[str, Any]:
-        return {"status": 1, "msg": msg}
+    def envelope(self, msg: str, reason: str = "bad_request") -> dict[str, Any]:
+        return {"status": 1, "msg": msg, "code": reason}
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
+        reason = None
         if isinstance(exc, ServiceError):
+            status_code, msg, reason = exc.code, exc.msg, exc.reason
+        elif isinstance(exc, PathRefused):
             status_code, msg = exc.code, exc.msg
         elif isinstance(exc, DatabaseError):
             status_code, msg = 503, "the database is unavailable; try again shortly"
         elif isinstance(exc, tornado.web.HTTPError) and exc.log_message and status_code < 500:
             msg = exc.log_message % exc.args if exc.args else exc.log_message
+            if status_code == 403 and "origin" in msg.lower():
+                reason = "cross_site"
         elif status_code >= 500:
             msg = "internal server error"
         else:
             msg = self._reason
         self.set_status(status_code)
         self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(json.dumps(self.envelope(msg), ensure_ascii=False))
+        self.finish(json.dumps(self.envelope(msg, reason or default_reason(status_code)),
+                               ensure_ascii=False))
 
     def log_exception(self, typ, value, tb) -> None:  # type: ignore[no-untyped-def]
-        if isinstance(value, ServiceError):
+        if isinstance(value, ServiceError | PathRefused):
             log.info("%s %s -> %d %s", self.request.method, self.request.uri, value.code,
                      value.msg)
         elif isinstance(value, DatabaseError):

@@ -100,6 +100,6 @@ class HealthHandler(BaseHandler):
         healthy, detail = await self.ctx.health()
         if not healthy:
             self.set_status(503)
-            self.reply({"status": 1, "msg": detail, "db": "down"})
+            self.reply({"status": 1, "msg": detail, "code": "db_down", "db": "down"})
             return
         self.reply({"status": 0, "db": "ok"})

@@ -46,8 +46,8 @@ class FaceSwapHandler(TaskHandler):
 class ViewTaskHandler(TaskHandler):
     """``view_task`` has its own envelope: errors are ``status 2`` (never 1 = finished)."""
 
-    def envelope(self, msg: str) -> dict[str, Any]:
-        return {"status": 2, "progress": msg, "msg": msg}
+    def envelope(self, msg: str, reason: str = "bad_request") -> dict[str, Any]:
+        return {"status": 2, "progress": msg, "msg": msg, "code": reason}
 
     async def post(self) -> None:
         body = self.body()

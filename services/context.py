@@ -35,7 +35,7 @@ class AppContext:
         repos = Repositories.over(db)
         media = MediaStore(settings.data_path)
         return cls(settings=settings, repos=repos, accounts=AccountService(repos, settings),
-                   media=media, uploads=UploadService(repos, media),
+                   media=media, uploads=UploadService(repos, media, settings),
                    tasks=TaskService(repos, media, dispatcher),
                    db_process_alive=db_process_alive)
 
