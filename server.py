@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import secrets
@@ -60,7 +61,8 @@ async def open_context(
     try:
         await ensure_indexes(db, username_key)
         if settings.executor == "local":
-            dispatcher: Dispatcher = LocalDispatcher(settings.workers)
+            dispatcher: Dispatcher = LocalDispatcher(settings.workers,
+                                                     memory_mb=settings.worker_memory_mb)
         else:  # imported here: the local default never loads distributed
             from engine.dask_dispatch import DaskDispatcher
 
@@ -130,6 +132,12 @@ async def serve(settings: Settings) -> None:
 
 
 async def create_admin(settings: Settings, username: str, password: str) -> None:
+    """Create or promote an administrator. With the embedded database and a server
+    running on the same data dir, its live database is used (never stopped or started)."""
+    if not settings.mongo_url:
+        live = EmbeddedMongo(settings.data_path).live_url()
+        if live is not None:
+            settings = dataclasses.replace(settings, mongo_url=live, workers=1)
     async with open_context(settings) as (ctx, _):
         user_id, created = await ctx.accounts.ensure_admin(username, password)
     print(f"{'created' if created else 'promoted'} administrator {username} (id {user_id})")

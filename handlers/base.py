@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
+import tornado.httputil
 import tornado.web
 
 from services import ServiceError, default_reason
@@ -21,10 +23,22 @@ log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "session"
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+DIGITS_RE = re.compile(r"^[0-9]{1,19}$")
 
 
+@tornado.web.stream_request_body
 class BaseHandler(tornado.web.RequestHandler):
+    """Every handler streams its body, so that an oversized one is a 413 in the JSON
+    envelope (Tornado's own cap answers a bare 400 before any handler runs). JSON and
+    form bodies are collected here up to ``settings.body_bytes``; the upload handlers
+    set :attr:`small_body` False and take the stream themselves."""
+
     current_user: User | None
+    small_body = True
+    _body_chunks: list[bytes] | None = None
+    _body_size = 0
+    _body_refused = False
+    _xsrf_deferred = False
 
     @property
     def ctx(self) -> AppContext:
@@ -52,16 +66,69 @@ class BaseHandler(tornado.web.RequestHandler):
         return value.decode() if value else None
 
     async def prepare(self) -> None:
+        if self.small_body:
+            self.start_small_body()
         token = self.session_token()
         self.current_user = await self.ctx.accounts.authenticate(token) if token else None
 
     def check_xsrf_cookie(self) -> None:
         """XSRF applies to cookie-authenticated requests only: a bearer token is not
         sent by browsers on their own, and a request without a session cookie has no
-        authority for a forged request to borrow."""
+        authority for a forged request to borrow. (Cross-site requests without one,
+        such as a forged login form, are refused by Tornado's cross-origin protection.)
+
+        The token may come in a form field; the body is not read yet when Tornado
+        calls this, so that case is checked by :meth:`body` once it is.
+        """
         if self.bearer_token() is not None or not self.get_cookie(SESSION_COOKIE):
             return
+        ctype = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        has_header = self.request.headers.get("X-Xsrftoken") or \
+            self.request.headers.get("X-Csrftoken")
+        if not has_header and ctype in FORM_TYPES and self.small_body:
+            self._xsrf_deferred = True
+            return
         super().check_xsrf_cookie()
+
+    # -- small bodies -----------------------------------------------------------------
+    def start_small_body(self) -> None:
+        """Refuse a declared body over the limit before reading it; let Tornado's own
+        cap sit above ours so that ours answers (413, envelope) first."""
+        limit = self.ctx.settings.body_bytes
+        declared = self.request.headers.get("Content-Length")
+        if declared is not None and not DIGITS_RE.match(declared):
+            raise ServiceError("Content-Length must be a number of bytes")
+        if declared is not None and int(declared) > limit:
+            raise ServiceError(f"the request body is larger than {limit} bytes", 413,
+                               "too_large")
+        self._body_chunks = []
+        self.request.connection.set_max_body_size(limit + 64 * 1024)
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._body_refused or self._body_chunks is None:
+            return
+        self._body_size += len(chunk)
+        limit = self.ctx.settings.body_bytes
+        if self._body_size > limit:
+            self._body_refused, self._body_chunks = True, None
+            exc = ServiceError(f"the request body is larger than {limit} bytes", 413,
+                               "too_large")
+            self.send_error(413, exc_info=(ServiceError, exc, None))
+            return
+        self._body_chunks.append(chunk)
+
+    def raw_body(self) -> bytes:
+        """The whole (small) body, and its form fields parsed as Tornado would."""
+        if self._body_chunks is not None:
+            self.request.body = b"".join(self._body_chunks)
+            self._body_chunks = None
+            if self.request.body:
+                tornado.httputil.parse_body_arguments(
+                    self.request.headers.get("Content-Type", ""), self.request.body,
+                    self.request.body_arguments, self.request.files, self.request.headers)
+                for name, values in self.request.body_arguments.items():
+                    self.request.arguments.setdefault(name, []).extend(values)
+        return self.request.body or b""
 
     def require_user(self) -> User:
         if self.current_user is None:
@@ -72,7 +139,10 @@ class BaseHandler(tornado.web.RequestHandler):
     def body(self) -> dict[str, Any]:
         """The request body as a dict, from JSON or form data."""
         ctype = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        raw = self.request.body or b""
+        raw = self.raw_body()
+        if self._xsrf_deferred:
+            self._xsrf_deferred = False
+            super().check_xsrf_cookie()
         if ctype == "application/x-www-form-urlencoded" and raw.lstrip().startswith(b"{"):
             ctype = "application/json"  # a JSON body sent with a form header (curl -d)
         if ctype in FORM_TYPES:

@@ -110,6 +110,7 @@ class PartHeaderGuard:
 class StreamingBodyHandler(BaseHandler):
     """Shared by both upload routes: size limit, timeouts, cleanup on disconnect."""
 
+    small_body = False
     limit = 0
     received = 0
     failure: ServiceError | None = None

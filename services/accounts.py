@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ from conf import ADMIN, FREE, USERTYPES, Settings
 from services import ServiceError
 from services.throttle import LoginThrottle
 from storage import DuplicateUser, Repositories
+from storage.sessions import digest
 
 #: 3-32 letters, digits, CJK, ``_ - .``; not starting with a dot (a hidden folder) and no
 #: ``..``: the name is also the user's media folder, which must be a plain name.
@@ -86,6 +88,34 @@ class AccountService:
         self.throttle = LoginThrottle(settings.login_failures_per_user,
                                       settings.login_failures_per_address,
                                       settings.login_window_minutes * 60)
+        # What lives on after a request (WebSockets) registers here to be ended with
+        # its session: at logout, when an administrator disables the user, and (the
+        # socket's own timer) at expiry. Keyed by token digest, with the user id.
+        self._watchers: dict[str, set[tuple[int, Callable[[str], None]]]] = {}
+
+    # -- session watchers -------------------------------------------------------------
+    def watch(self, token: str, user_id: int, on_end: Callable[[str], None]) -> None:
+        """Call ``on_end(reason)`` when the session of ``token`` ends."""
+        self._watchers.setdefault(digest(token), set()).add((user_id, on_end))
+
+    def unwatch(self, token: str, user_id: int, on_end: Callable[[str], None]) -> None:
+        watchers = self._watchers.get(digest(token))
+        if watchers is not None:
+            watchers.discard((user_id, on_end))
+            if not watchers:
+                del self._watchers[digest(token)]
+
+    def _end_sessions(self, reason: str, *, token: str | None = None,
+                      user_id: int | None = None) -> None:
+        keys = [digest(token)] if token is not None else list(self._watchers)
+        for key in keys:
+            for uid, on_end in list(self._watchers.get(key, ())):
+                if user_id is None or uid == user_id:
+                    on_end(reason)
+
+    async def session_expires(self, token: str) -> dt.datetime | None:
+        live = await self.repos.sessions.live(token)
+        return live[1] if live else None
 
     async def _hash(self, password: str) -> str:
         salt = bcrypt.gensalt(self.settings.bcrypt_rounds)
@@ -138,14 +168,28 @@ class AccountService:
 
     async def logout(self, token: str) -> None:
         await self.repos.sessions.delete(token)
+        self._end_sessions("logged out", token=token)
 
     async def authenticate(self, token: str) -> User | None:
-        """The user behind a session token, or None (unknown, expired, or user deleted)."""
+        """The user behind a session token, or None (unknown, expired, user deleted or
+        disabled)."""
         user_id = await self.repos.sessions.user_id(token)
         if user_id is None:
             return None
         doc = await self.repos.users.by_id(user_id)
-        return User.from_doc(doc) if doc else None
+        return User.from_doc(doc) if doc and not doc.get("disabled") else None
+
+    async def set_disabled(self, caller: User, user_id: int, disabled: bool) -> None:
+        """An administrator (dis)ables a user; disabling ends their sessions at once,
+        open WebSockets included."""
+        require_admin(caller)
+        if user_id == caller.id and disabled:
+            raise ServiceError("administrators cannot disable themselves", 409, "conflict")
+        if not await self.repos.users.set_disabled(user_id, disabled):
+            raise ServiceError(f"no user with id {user_id}", 404)
+        if disabled:
+            await self.repos.sessions.delete_for_user(user_id)
+            self._end_sessions("account disabled", user_id=user_id)
 
     async def list_customers(self, caller: User, pagenum: int, pagesize: int,
                              keywords: str) -> tuple[list[dict[str, Any]], int]:

@@ -65,8 +65,8 @@ def ctx(io_loop, settings: Settings) -> Iterator[AppContext]:
     settings.data_path.mkdir(parents=True, exist_ok=True)
     db = connect(settings.mongo_url, settings.db_name, settings.db_timeout_ms)
     io_loop.run_sync(lambda: ensure_indexes(db, username_key))
-    context = AppContext.build(settings, db, LocalDispatcher(settings.workers,
-                                                             io_loop.asyncio_loop))
+    context = AppContext.build(settings, db, LocalDispatcher(
+        settings.workers, io_loop.asyncio_loop, memory_mb=settings.worker_memory_mb))
     yield context
     io_loop.run_sync(context.tasks.close, timeout=60)
     io_loop.run_sync(lambda: db.client.drop_database(settings.db_name))
