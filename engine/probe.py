@@ -442,6 +442,15 @@ def _child_main() -> int:
     with contextlib.suppress(OSError):
         os.nice(5)
     try:
+        import av  # noqa: F401 - the readers load here, under the limit
+        import cv2  # noqa: F401
+        import PIL.Image  # noqa: F401
+    except (ImportError, MemoryError, OSError):
+        sys.stdout.write(json.dumps({"error": "the file reader could not start within its "
+                                     "memory limit", "reason": "probe_limit",
+                                     "oversize": True}))
+        return 0
+    try:
         if request["kind"] == "image":
             info = probe_image(request["path"], limits, faces=request.get("faces", False))
         else:
@@ -451,11 +460,13 @@ def _child_main() -> int:
         answer = {"error": str(exc), "reason": exc.reason, "oversize": exc.oversize}
     except EngineError as exc:
         answer = {"error": str(exc)}
-    except MemoryError:
-        answer = {"error": "reading the file needs more memory than allowed",
-                  "reason": "probe_limit", "oversize": True}
     except Exception as exc:  # noqa: BLE001 - any library failure is a bad file, not a crash
-        answer = {"error": f"the file could not be read ({type(exc).__name__})"}
+        if isinstance(exc, MemoryError) or "memory" in str(exc).lower() \
+                or "alloc" in str(exc).lower():
+            answer = {"error": "reading the file needs more memory than allowed",
+                      "reason": "probe_limit", "oversize": True}
+        else:
+            answer = {"error": f"the file could not be read ({type(exc).__name__})"}
     sys.stdout.write(json.dumps(answer))
     return 0
 

@@ -123,9 +123,12 @@ class BaseHandler(tornado.web.RequestHandler):
             self.request.body = b"".join(self._body_chunks)
             self._body_chunks = None
             if self.request.body:
-                tornado.httputil.parse_body_arguments(
-                    self.request.headers.get("Content-Type", ""), self.request.body,
-                    self.request.body_arguments, self.request.files, self.request.headers)
+                try:
+                    tornado.httputil.parse_body_arguments(
+                        self.request.headers.get("Content-Type", ""), self.request.body,
+                        self.request.body_arguments, self.request.files, self.request.headers)
+                except tornado.httputil.HTTPInputError as exc:
+                    raise ServiceError(f"malformed request body ({exc})") from None
                 for name, values in self.request.body_arguments.items():
                     self.request.arguments.setdefault(name, []).extend(values)
         return self.request.body or b""
