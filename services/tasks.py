@@ -22,8 +22,10 @@ from typing import Any
 import engine
 from conf import limits_for
 from engine.dispatch import Dispatcher, Job, JobFailed
+from engine.probe import probe_isolated
 from services import ServiceError
 from services.accounts import User
+from services.uploads import UploadService
 from storage import DatabaseError, MediaStore, OutputTaken, PathRefused, Repositories
 
 log = logging.getLogger(__name__)
@@ -83,8 +85,10 @@ def _frame_budget(video: dict[str, Any], seconds: float) -> int | None:
 
 
 class TaskService:
-    def __init__(self, repos: Repositories, media: MediaStore, dispatcher: Dispatcher) -> None:
+    def __init__(self, repos: Repositories, media: MediaStore, dispatcher: Dispatcher,
+                 uploads: UploadService | None = None) -> None:
         self.repos = repos
+        self.uploads = uploads or UploadService(repos, media)
         self.media = media
         self.dispatcher = dispatcher
         self.live: dict[str, dict[str, Any]] = {}  # queued and running tasks
@@ -150,12 +154,10 @@ class TaskService:
         if len(await self.repos.tasks.active_for_owner(user.id)) >= MAX_ACTIVE_PER_USER:
             raise ServiceError("too many unfinished tasks; wait for some to finish", 429,
                                "too_many_tasks")
-        if image.get("faces") is None:  # an upload recorded before faces were counted
-            try:
-                await asyncio.to_thread(engine.check_source_face, str(image["path"]))
-            except engine.EngineError as exc:
-                raise ServiceError(str(exc), 400, "no_face_in_photo") from None
-        elif image["faces"] == 0:  # counted at upload, in the bounded probe process
+        faces = image.get("faces")
+        if faces is None:  # an upload recorded before faces were counted at upload
+            faces = await self._count_faces(user, image["path"])
+        if faces == 0:  # counted in the bounded probe process, never in the server
             raise ServiceError("no face found in the image", 400, "no_face_in_photo")
         task = {"task_id": secrets.token_hex(8), "owner_id": user.id,
                 "username": user.username, "usertype": user.usertype,
@@ -175,6 +177,16 @@ class TaskService:
         self._notify(task)
         self._pump()
         return task["task_id"]
+
+    async def _count_faces(self, user: User, path: Path) -> int:
+        """Faces in a photo, counted by the bounded probe process: dlib's detector in the
+        server's threads crashed it when several faceswap calls came at once."""
+        try:
+            info = await self.uploads.run_io(probe_isolated, "image", str(path),
+                                             self.uploads.probe_limits(user), True)
+        except engine.EngineError as exc:
+            raise ServiceError(str(exc), 415, "not_an_image") from None
+        return int(info.get("faces") or 0)
 
     async def _own_upload(self, user: User, filepath: str, kind: str) -> dict[str, Any]:
         try:
