@@ -162,7 +162,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="server.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     conf.add_arguments(parser)
-    asyncio.run(serve(conf.load(parser.parse_args(argv))))
+    try:
+        asyncio.run(serve(conf.load(parser.parse_args(argv))))
+    except RuntimeError as exc:  # e.g. the data dir's database belongs to a running server
+        print(f"server.py: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

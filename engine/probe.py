@@ -216,7 +216,7 @@ def probe_image(path: str, limits: ProbeLimits | None = None, faces: bool = Fals
 
 
 #: Formats a photo upload may have (what the page offers and the engine reads well).
-IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP")
+IMAGE_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP")  # MPO: a camera's multi-picture JPEG
 
 
 def image_header(path: str) -> tuple[str, int, int]:

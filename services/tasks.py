@@ -147,6 +147,13 @@ class TaskService:
         if (video.get("duration") or 0) > limits.video_seconds:
             raise ServiceError(f"the video is longer than your limit of "
                                f"{limits.video_seconds:.0f} s", 413, "too_long")
+        # uploads are checked on arrival; this holds for files recorded before those checks
+        # and for a user whose tier went down since
+        for record, limit, what in ((image, limits.photo_pixels, "photo"),
+                                    (video, limits.video_pixels, "video")):
+            if (record.get("width") or 0) * (record.get("height") or 0) > limit:
+                raise ServiceError(f"the {what} has more pixels than your limit of "
+                                   f"{limit / 1e6:.1f} megapixels", 413, f"{what}_too_large")
         filepath = f"{user.username}/{swapname}.mp4"
         if self.media.exists(filepath) or await self.repos.tasks.output_taken(filepath):
             raise ServiceError(f"an output named {swapname}.mp4 already exists", 409,

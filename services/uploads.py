@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import os
+import secrets
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -101,8 +102,6 @@ class UploadService:
     async def create_tus(self, user: User, length: int, metadata: dict[str, str],
                          expires: dt.datetime) -> str:
         """Record a new resumable upload, within the user's number of open ones."""
-        import secrets
-
         if length > self.max_bytes(user):
             raise ServiceError("the upload is larger than your limit", 413, "too_large")
         cap = self.limits(user).open_uploads

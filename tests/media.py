@@ -167,3 +167,29 @@ def encode_video(path: Path, width: int, height: int, frames: int, rate: int = 3
         for packet in stream.encode():
             out.mux(packet)
     return path
+
+
+def repeat_clip(src: Path, dst: Path, times: int) -> Path:
+    """``src`` played ``times`` times in a row (packets copied, timestamps shifted)."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in inp.streams
+                   if s.type in ("video", "audio")}
+        first: dict[int, int] = {}
+        last: dict[int, int] = {}  # per stream: first dts, last dts + duration
+        for packet in inp.demux(list(inp.streams)):
+            if packet.dts is not None and packet.stream.index in streams:
+                index = packet.stream.index
+                first.setdefault(index, packet.dts)
+                last[index] = packet.dts + max(int(packet.duration or 0), 1)
+        span = {index: last[index] - first[index] for index in last}
+        for loop in range(times):
+            inp.seek(0)
+            for packet in inp.demux(list(inp.streams)):
+                if packet.dts is None or packet.stream.index not in streams:
+                    continue
+                shift = loop * span[packet.stream.index]
+                index = packet.stream.index
+                packet.pts, packet.dts = packet.pts + shift, packet.dts + shift
+                packet.stream = streams[index]
+                out.mux(packet)
+    return dst

@@ -113,7 +113,7 @@ def test_probe_child_is_bounded_in_memory_and_time(testdata):
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_photo_and_video_resolution_follow_the_usertype(ctx, api, crafted):
+async def test_photo_and_video_resolution_follow_the_usertype(ctx, api, crafted, testdata):
     token = await api.user("tiers")
     code, body = await refused(api, token, "video", crafted["big_video"], "v.mp4")
     assert code == 413 and body["code"] == "video_too_large"
@@ -121,6 +121,12 @@ async def test_photo_and_video_resolution_follow_the_usertype(ctx, api, crafted)
     await ctx.repos.users.set_usertype(user["id"], conf.BASIC)  # 2560x1440 is allowed there
     code, body = await refused(api, token, "video", crafted["big_video"], "v.mp4")
     assert code == 200, body
+    # back to the free tier: faceswap refuses the file its tier does not allow
+    code, photo = await refused(api, token, "image", (testdata / "face_woman.jpg").read_bytes(),
+                                "f.jpg")
+    await ctx.repos.users.set_usertype(user["id"], conf.FREE)
+    code, reply = await swap(api, token, photo["filepath"], body["filepath"], "big")
+    assert code == 413 and reply["code"] == "video_too_large", reply
 
 
 def test_worker_processes_have_an_address_space_limit(io_loop):
@@ -506,5 +512,12 @@ def test_create_admin_while_the_server_runs_uses_its_database(tmp_path: Path):
         code, body = request(server.port, CUSTOMERS, {
             "action": "login", "data": {"username": "chief", "password": "chiefpass1"}})
         assert code == 200 and body["userdata"]["usertype"] == conf.ADMIN
+        # a second server on the same data dir refuses to start and leaves the first alone
+        second = subprocess.run([sys.executable, str(ROOT / "server.py"), "--port", "0",
+                                 "--data-dir", str(tmp_path / "data"), "--workers", "1"],
+                                capture_output=True, text=True, timeout=120, env=env)
+        assert second.returncode == 2 and "in use by a running server" in second.stderr, \
+            second.stderr[-2000:]
+        assert alive(db_pid) and request(server.port, "/healthz")[0] == 200
     finally:
         server.stop()
