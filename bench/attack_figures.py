@@ -2,7 +2,8 @@
 with the crafted files and parallel requests of the issue; prints the server's RSS
 before and after each bomb and the outcome of each race.
 
-    python bench/attack_figures.py [--root PATH_OF_A_CHECKOUT] [--skip-races]
+    python bench/attack_figures.py [--root PATH_OF_A_CHECKOUT] [--skip-bombs] [--skip-races]
+                                  [--skip-parallel]
 
 ``--root`` runs another checkout's server (e.g. the previous release) with the same
 attacks, for a before/after comparison. Only 127.0.0.1 is contacted; every loop is
@@ -113,6 +114,17 @@ def bombs(port: int, pid: int, token: str, files: dict[str, tuple[str, str, byte
               f"{peak / MB:>8.0f} {after / MB:>8.0f}")
 
 
+def parallel_bombs(port: int, pid: int, token: str, content: bytes, count: int = 2) -> None:
+    reset_peak(pid)
+    before, _ = rss(pid)
+    with concurrent.futures.ThreadPoolExecutor(count) as pool:
+        answers = list(pool.map(lambda _: upload(port, token, "image", "b.png", content),
+                                range(count)))
+    after, peak = rss(pid)
+    print(f"{count} PNG bombs at once: {[(c, b.get('code')) for c, b in answers]}"
+          f" RSS before {before / MB:.0f} MB, peak {peak / MB:.0f} MB, after {after / MB:.0f} MB")
+
+
 def tus_create(port: int, token: str, length: int) -> tuple[int, str]:
     code, _, headers = call(port, "POST", "/video/uploads/", b"", {
         "Tus-Resumable": "1.0.0", "Authorization": f"Bearer {token}",
@@ -152,18 +164,6 @@ def races(port: int, clip: bytes) -> None:
         patched = type(exc).__name__
     conn.close()
     print("DELETE during a PATCH: DELETE", deleted, "| PATCH", patched)
-    # 16 parallel logins for one user, 15 wrong then the right one; 40 wrong ones
-    jcall(port, "/api/mgr/customers", {"action": "add_customer", "data": {
-        "username": "race_login", "password": "secret123"}})
-    attempts = ["wrongpass"] * 15 + ["secret123"]
-    codes = list(pool.map(lambda p: jcall(port, "/api/mgr/customers", {
-        "action": "login", "data": {"username": "race_login", "password": p}})[0], attempts))
-    print("16 parallel logins (15 wrong, 1 right):", {c: codes.count(c) for c in set(codes)},
-          "| the right one:", codes[-1])
-    codes = list(pool.map(lambda i: jcall(port, "/api/mgr/customers", {
-        "action": "login", "data": {"username": f"ghost{i}", "password": "wrongpass"}})[0],
-        range(40)))
-    print("40 parallel wrong logins (one address):", {c: codes.count(c) for c in set(codes)})
     # 3 parallel faceswaps with one swapname
     token = user(port, "race_swap")
     face = (Path(HERE.parent / "shared" / "testdata" / "face_woman.jpg")).read_bytes()
@@ -185,6 +185,18 @@ def races(port: int, clip: bytes) -> None:
     codes = [jcall(port, "/api/mgr/customers", {"action": "add_customer", "data": {
         "username": n, "password": "secret123"}})[0] for n in ("Carol", "carol", "ＣＡＲＯＬ")]
     print("register Carol, carol, ＣＡＲＯＬ:", codes)
+    # 16 parallel logins for one user, 15 wrong then the right one; 40 wrong ones
+    jcall(port, "/api/mgr/customers", {"action": "add_customer", "data": {
+        "username": "race_login", "password": "secret123"}})
+    attempts = ["wrongpass"] * 15 + ["secret123"]
+    codes = list(pool.map(lambda p: jcall(port, "/api/mgr/customers", {
+        "action": "login", "data": {"username": "race_login", "password": p}})[0], attempts))
+    print("16 parallel logins (15 wrong, 1 right):", {c: codes.count(c) for c in set(codes)},
+          "| the right one:", codes[-1])
+    codes = list(pool.map(lambda i: jcall(port, "/api/mgr/customers", {
+        "action": "login", "data": {"username": f"ghost{i}", "password": "wrongpass"}})[0],
+        range(40)))
+    print("40 parallel wrong logins (one address):", {c: codes.count(c) for c in set(codes)})
     pool.shutdown()
 
 
@@ -192,6 +204,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--root", default=str(HERE), help="checkout whose server.py to attack")
     parser.add_argument("--skip-races", action="store_true")
+    parser.add_argument("--skip-bombs", action="store_true")
+    parser.add_argument("--skip-parallel", action="store_true",
+                        help="no two bombs at once (against a server that decodes them)")
     args = parser.parse_args()
     testdata = HERE.parent / "shared" / "testdata"
     with tempfile.TemporaryDirectory() as tmp:
@@ -220,7 +235,11 @@ def main() -> None:
             assert server.proc is not None
             print(f"server {root.name}: pid {server.proc.pid}, port {server.port}")
             token = user(server.port, "bomber")
-            bombs(server.port, server.proc.pid, token, files)
+            if not args.skip_bombs:
+                bombs(server.port, server.proc.pid, token, files)
+            if not args.skip_parallel and not args.skip_bombs:
+                parallel_bombs(server.port, server.proc.pid, token,
+                               files["PNG 30000x30000 (1-bit)"][2])
             if not args.skip_races:
                 races(server.port, clip)
             print("server alive at the end:", call(server.port, "GET", "/healthz")[0] == 200)

@@ -98,7 +98,7 @@ class Settings:
         "help": "delete finished results this many days after they were made; 0 keeps them"})
     tus_expiry_hours: float = field(default=24.0, metadata={
         "help": "unfinished resumable uploads are deleted this long after they were created"})
-    probe_memory_mb: int = field(default=1536, metadata={
+    probe_memory_mb: int = field(default=2048, metadata={
         "help": "address-space limit of the child process that reads each upload's headers "
                 "and first frame; a file that needs more is refused (413 probe_limit)"})
     probe_timeout_s: float = field(default=120.0, metadata={

@@ -385,7 +385,7 @@ class ProbeLimits:
     max_video_pixels: int = 33_177_600  #: 7680x4320
     max_samples: int = 10_000_000  #: index entries (all tracks) a video may claim
     max_frame_rate: float = 240.0  #: packets per second of timestamps, at most
-    memory_mb: int = 1536  #: address-space limit of the probe process
+    memory_mb: int = 2048  #: address-space limit of the probe process
     timeout_s: float = 120.0  #: wall-clock limit of the probe process
 
 
@@ -415,9 +415,14 @@ def probe_isolated(kind: str, path: str, limits: ProbeLimits, faces: bool = Fals
     except ValueError:
         answer = None
     if not isinstance(answer, dict):
-        # killed (SIGKILL/SIGSEGV) or out of memory before it could answer
-        raise ProbeRefused("reading the file needs more memory than allowed, or it crashed "
-                           "the reader", "probe_limit", oversize=True)
+        import signal
+
+        if -done.returncode in (signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL,
+                                signal.SIGABRT):
+            raise EngineError("the file could not be read (it crashed the reader)")
+        # killed (by the kernel, out of memory) before it could answer
+        raise ProbeRefused("reading the file needs more memory than allowed", "probe_limit",
+                           oversize=True)
     if "error" in answer:
         if answer.get("reason"):
             raise ProbeRefused(answer["error"], answer["reason"], bool(answer.get("oversize")))

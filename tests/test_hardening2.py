@@ -521,3 +521,25 @@ def test_create_admin_while_the_server_runs_uses_its_database(tmp_path: Path):
         assert alive(db_pid) and request(server.port, "/healthz")[0] == 200
     finally:
         server.stop()
+
+
+def test_a_task_over_the_worker_memory_limit_fails_alone(io_loop, testdata, tmp_path):
+    from engine import EngineError
+    from engine.dispatch import Job, JobFailed, LocalDispatcher
+
+    video = cut_clip(testdata / "talk_480sq_33s.mp4", tmp_path / "c.mp4", 1.0)
+    job = Job(task_id="over", image_path=str(testdata / "face_woman.jpg"),
+              video_path=str(video), out_path=str(tmp_path / "out.mp4"), quality="fast")
+    # so little that the worker cannot even load its libraries: the task fails, the
+    # server (this process) does not notice
+    tight = LocalDispatcher(1, io_loop.asyncio_loop, memory_mb=350)
+    try:
+        with pytest.raises((JobFailed, EngineError)) as failed:
+            io_loop.run_sync(lambda: tight.run(job, lambda *a: None), timeout=120)
+        print("over the limit:", type(failed.value).__name__, failed.value)
+        # the same dispatcher (its slot rebuilt) still takes the next job
+        with pytest.raises((JobFailed, EngineError)):
+            io_loop.run_sync(lambda: tight.run(job, lambda *a: None), timeout=120)
+    finally:
+        io_loop.run_sync(tight.close, timeout=60)
+    assert not (tmp_path / "out.mp4").exists()
