@@ -21,6 +21,9 @@ from storage.sessions import digest
 #: 3-32 letters, digits, CJK, ``_ - .``; not starting with a dot (a hidden folder) and no
 #: ``..``: the name is also the user's media folder, which must be a plain name.
 USERNAME_RE = re.compile(r"(?!\.)(?!.*\.\.)[A-Za-z0-9_.\-\u3400-\u4dbf\u4e00-\u9fff]{3,32}")
+#: What may log in: every name that could ever register (older rules allowed a leading
+#: dot and ``..``), so tightening registration locks nobody out.
+LOGIN_NAME_RE = re.compile(r"[A-Za-z0-9_.\-\u3400-\u4dbf\u4e00-\u9fff]{3,32}")
 PHONE_RE = re.compile(r"^[0-9]{6,15}$")
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 PASSWORD_MIN = 6
@@ -153,8 +156,12 @@ class AccountService:
         if wait > 0:
             raise ServiceError(f"too many failed logins; try again in "
                                f"{max(wait / 60, 1):.0f} minutes", 429, "too_many_attempts")
-        doc = await self.repos.users.by_key(key) \
-            if USERNAME_RE.fullmatch(normal_username(username)) else None
+        doc = None
+        if LOGIN_NAME_RE.fullmatch(normal_username(username)):
+            # the name as spelled first (an old name left unkeyed because it collided by
+            # case with another keeps logging in), then any case or compatibility form
+            doc = await self.repos.users.by_username(normal_username(username)) or \
+                await self.repos.users.by_key(key)
         hashed = doc["password_hash"].encode() if doc else self._dummy_hash
         ok = len(password.encode()) <= PASSWORD_MAX_BYTES and await self._verify(password, hashed)
         if not doc or not ok:

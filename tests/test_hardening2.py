@@ -543,3 +543,23 @@ def test_a_task_over_the_worker_memory_limit_fails_alone(io_loop, testdata, tmp_
     finally:
         io_loop.run_sync(tight.close, timeout=60)
     assert not (tmp_path / "out.mp4").exists()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_names_stored_before_the_case_rule_keep_logging_in(ctx, api, settings):
+    from services.accounts import username_key
+    from storage.database import ensure_indexes
+
+    await api.register("bob")
+    bob = await ctx.repos.users.by_username("bob")
+    # an old twin, written as the previous release did (no key), and an old dotted name
+    for name, uid in (("Bob", 9001), ("old..name", 9002)):
+        await ctx.repos.db.users.insert_one({"id": uid, "username": name, "usertype": 1,
+                                             "password_hash": bob["password_hash"]})
+    await ensure_indexes(ctx.repos.db, username_key)  # start-up: keys filled where possible
+    assert (await ctx.repos.users.by_username("old..name"))["username_key"] == "old..name"
+    assert "username_key" not in await ctx.repos.users.by_username("Bob")
+    for name, uid in (("Bob", 9001), ("bob", bob["id"]), ("old..name", 9002)):
+        code, body = await api.call("POST", CUSTOMERS, {"action": "login", "data": {
+            "username": name, "password": "secret123"}})
+        assert code == 200 and body["userdata"]["id"] == uid, (name, body)
