@@ -93,7 +93,10 @@ class BaseHandler(tornado.web.RequestHandler):
     # -- small bodies -----------------------------------------------------------------
     def start_small_body(self) -> None:
         """Refuse a declared body over the limit before reading it; let Tornado's own
-        cap sit above ours so that ours answers (413, envelope) first."""
+        cap sit far above ours so that ours answers (413, envelope) first: Tornado counts
+        a chunked body's chunks by their declared size before handing them on, and
+        answers a bare 400 past its cap. Memory is bounded by :meth:`data_received`,
+        which refuses at the limit (the connection then closes)."""
         limit = self.ctx.settings.body_bytes
         declared = self.request.headers.get("Content-Length")
         if declared is not None and not DIGITS_RE.match(declared):
@@ -102,7 +105,7 @@ class BaseHandler(tornado.web.RequestHandler):
             raise ServiceError(f"the request body is larger than {limit} bytes", 413,
                                "too_large")
         self._body_chunks = []
-        self.request.connection.set_max_body_size(limit + 64 * 1024)
+        self.request.connection.set_max_body_size(1 << 40)
 
     def data_received(self, chunk: bytes) -> None:
         if self._body_refused or self._body_chunks is None:

@@ -563,3 +563,33 @@ async def test_names_stored_before_the_case_rule_keep_logging_in(ctx, api, setti
         code, body = await api.call("POST", CUSTOMERS, {"action": "login", "data": {
             "username": name, "password": "secret123"}})
         assert code == 200 and body["userdata"]["id"] == uid, (name, body)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_chunked_body_over_the_limit_is_413_with_the_envelope(ctx, api):
+    async def produce(write) -> None:
+        for _ in range(3):
+            await write(b" " * (600 * 1024))  # 1.8 MB in all, no Content-Length
+
+    resp = await api.client.fetch(api.base_url + CUSTOMERS, method="POST", raise_error=False,
+                                  body_producer=produce,
+                                  headers={"Content-Type": "application/json"})
+    assert resp.code == 413 and json.loads(resp.body)["code"] == "too_large", resp.body[:200]
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_the_worker_stops_at_the_frames_the_probe_allowed(ctx, api, testdata,
+                                                                clip):  # noqa: F811
+    from tests.test_tasks import frame_count, wait_state
+
+    token, image, video = await prepare(api, testdata, clip, "budget")
+    record = await ctx.repos.uploads.get(video)
+    assert record["frames"] > 20 and record["duration"] == pytest.approx(1.0, abs=0.1)
+    # as if the scan had found 12 frames in 0.4 s: the worker must stop after 12
+    await ctx.repos.db.uploads.update_one({"filepath": video}, {"$set": {
+        "frames": 12, "duration": 0.4}})
+    code, reply = await swap(api, token, image, video, "cut", quality="fast")
+    assert code == 200, reply
+    view = await wait_state(api, token, reply["task_id"], ("finished", "failed"))
+    assert view["state"] == "finished", view
+    assert frame_count(ctx.media.root / "budget" / "cut.mp4") == 12
