@@ -109,7 +109,7 @@ class Settings:
     samples_per_second: int = field(default=1000, metadata={
         "help": "index entries (all tracks) an MP4 may claim per second of the user's length "
                 "limit, checked before FFmpeg allocates them"})
-    worker_memory_mb: int = field(default=6144, metadata={
+    worker_memory_mb: int = field(default=8192, metadata={
         "help": "address-space limit of each swap worker process; a task that needs more "
                 "fails alone (0: no limit)"})
     body_bytes: int = field(default=1024 * 1024, metadata={

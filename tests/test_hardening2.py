@@ -447,8 +447,8 @@ async def test_websockets_end_with_their_session(ctx, api):
     code, body = await api.call("POST", CUSTOMERS, {"action": "login", "data": {
         "username": "socky", "password": "secret123"}})
     assert code == 403 and body["code"] == "account_disabled"
-    # expiry: a session of one second
-    short = await ctx.repos.sessions.create(boss["id"], dt.timedelta(seconds=1))
+    # expiry: a session of three seconds
+    short = await ctx.repos.sessions.create(boss["id"], dt.timedelta(seconds=3))
     ws = await socket_for(api, short)
     assert await closed(ws)
 
