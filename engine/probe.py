@@ -198,7 +198,9 @@ def scan_packets(container, stream, limits: ProbeLimits) -> dict:
 
 
 def probe_image(path: str, limits: ProbeLimits | None = None, faces: bool = False) -> dict:
-    """Return ``{"width", "height"}`` (and ``"faces"``: how many) of a still image.
+    """Return ``{"width", "height"}`` of a still image; with ``faces`` also ``"faces"``
+    (how many) and ``"photo_check"``: the engine's verdict on it as a source photo,
+    ``{"ok", "code", "msg", "warnings"}`` (see :func:`engine.check_source_face`).
 
     The dimensions come from the header first (:func:`image_header`) and are checked
     against ``limits`` before the pixels are decoded.
@@ -206,12 +208,19 @@ def probe_image(path: str, limits: ProbeLimits | None = None, faces: bool = Fals
     limits = limits or ProbeLimits()
     _fmt, width, height = image_header(path)
     _check_pixels(width, height, limits.max_photo_pixels, "photo")
-    from .source import find_faces, read_image
+    from .source import check_source_face, find_faces, read_image
 
     image = read_image(path)
     info = {"width": int(image.shape[1]), "height": int(image.shape[0])}
     if faces:
         info["faces"] = len(find_faces(image))
+        try:
+            warnings = check_source_face(path) or []
+            info["photo_check"] = {"ok": True, "code": None, "msg": None,
+                                   "warnings": list(warnings)}
+        except EngineError as exc:
+            info["photo_check"] = {"ok": False, "msg": str(exc), "warnings": [],
+                                   "code": getattr(exc, "code", None) or "no_face_in_photo"}
     return info
 
 

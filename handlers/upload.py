@@ -242,7 +242,8 @@ class UploadHandler(StreamingBodyHandler):
         kind = check_kind(values["filetype"])
         record = await self.ctx.uploads.accept(user, kind, self.target.path,
                                                self.target.multipart_filename or "")
-        self.reply({"status": 0, "filepath": record["filepath"], "upload": _public(record)})
+        self.reply({"status": 0, "filepath": record["filepath"], "upload": _public(record),
+                    "warnings": photo_warnings(record)})
 
     def cleanup(self) -> None:
         if self.target is not None:
@@ -250,7 +251,14 @@ class UploadHandler(StreamingBodyHandler):
 
 
 def _public(record: dict[str, Any]) -> dict[str, Any]:
-    return {key: record.get(key) for key in ("kind", "size", "width", "height", "duration")}
+    return {key: record.get(key) for key in ("kind", "size", "width", "height", "duration",
+                                             "faces")}
+
+
+def photo_warnings(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """What the photo check found that works but will disappoint (API ``warnings``)."""
+    check = record.get("photo_check") or {}
+    return list(check.get("warnings") or [])
 
 
 def _disk_error(exc: OSError) -> ServiceError:

@@ -161,11 +161,11 @@ class TaskService:
         if len(await self.repos.tasks.active_for_owner(user.id)) >= MAX_ACTIVE_PER_USER:
             raise ServiceError("too many unfinished tasks; wait for some to finish", 429,
                                "too_many_tasks")
-        faces = image.get("faces")
-        if faces is None:  # an upload recorded before faces were counted at upload
-            faces = await self._count_faces(user, image["path"])
-        if faces == 0:  # counted in the bounded probe process, never in the server
-            raise ServiceError("no face found in the image", 400, "no_face_in_photo")
+        check = image.get("photo_check")
+        if check is None:  # an upload recorded before photos were checked at upload
+            check = await self._check_photo(user, image["path"])
+        if not check["ok"]:  # judged by the bounded probe process, never in the server
+            raise ServiceError(check["msg"], 400, check["code"])
         task = {"task_id": secrets.token_hex(8), "owner_id": user.id,
                 "username": user.username, "usertype": user.usertype,
                 "imagepath": imagepath, "videopath": videopath, "swapname": swapname,
@@ -185,15 +185,16 @@ class TaskService:
         self._pump()
         return task["task_id"]
 
-    async def _count_faces(self, user: User, path: Path) -> int:
-        """Faces in a photo, counted by the bounded probe process: dlib's detector in the
-        server's threads crashed it when several faceswap calls came at once."""
+    async def _check_photo(self, user: User, path: Path) -> dict[str, Any]:
+        """The engine's verdict on a source photo, from the bounded probe process:
+        dlib's detector on the server's threads crashed it when several faceswap calls
+        came at once."""
         try:
             info = await self.uploads.run_io(probe_isolated, "image", str(path),
                                              self.uploads.probe_limits(user), True)
         except engine.EngineError as exc:
             raise ServiceError(str(exc), 415, "not_an_image") from None
-        return int(info.get("faces") or 0)
+        return info["photo_check"]
 
     async def _own_upload(self, user: User, filepath: str, kind: str) -> dict[str, Any]:
         try:

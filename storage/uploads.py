@@ -22,7 +22,8 @@ class UploadRepository:
         doc = {"filepath": filepath, "owner_id": owner_id, "kind": kind, "size": size,
                "width": info.get("width"), "height": info.get("height"),
                "duration": info.get("duration"), "frames": info.get("frames"),
-               "faces": info.get("faces"), "created": _now()}
+               "faces": info.get("faces"), "photo_check": info.get("photo_check"),
+               "created": _now()}
         await self.uploads.insert_one(dict(doc))
         return doc
 
