@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import secrets
@@ -25,6 +26,7 @@ import conf
 from conf import Settings
 from engine.dispatch import Dispatcher, LocalDispatcher
 from handlers import make_app
+from services.accounts import username_key
 from services.context import AppContext
 from storage.database import connect, ensure_indexes
 from storage.embedded import EmbeddedMongo
@@ -57,9 +59,10 @@ async def open_context(
     db = connect(url, settings.db_name, settings.db_timeout_ms)
     ctx = None
     try:
-        await ensure_indexes(db)
+        await ensure_indexes(db, username_key)
         if settings.executor == "local":
-            dispatcher: Dispatcher = LocalDispatcher(settings.workers)
+            dispatcher: Dispatcher = LocalDispatcher(settings.workers,
+                                                     memory_mb=settings.worker_memory_mb)
         else:  # imported here: the local default never loads distributed
             from engine.dask_dispatch import DaskDispatcher
 
@@ -129,6 +132,12 @@ async def serve(settings: Settings) -> None:
 
 
 async def create_admin(settings: Settings, username: str, password: str) -> None:
+    """Create or promote an administrator. With the embedded database and a server
+    running on the same data dir, its live database is used (never stopped or started)."""
+    if not settings.mongo_url:
+        live = EmbeddedMongo(settings.data_path).live_url()
+        if live is not None:
+            settings = dataclasses.replace(settings, mongo_url=live, workers=1)
     async with open_context(settings) as (ctx, _):
         user_id, created = await ctx.accounts.ensure_admin(username, password)
     print(f"{'created' if created else 'promoted'} administrator {username} (id {user_id})")
@@ -153,7 +162,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="server.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     conf.add_arguments(parser)
-    asyncio.run(serve(conf.load(parser.parse_args(argv))))
+    try:
+        asyncio.run(serve(conf.load(parser.parse_args(argv))))
+    except RuntimeError as exc:  # e.g. the data dir's database belongs to a running server
+        print(f"server.py: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -27,21 +27,30 @@ class Limits:
     """What one user type may do; enforced server-side on upload and on faceswap."""
 
     upload_bytes: int  #: largest single upload
-    video_seconds: float  #: longest input video
+    video_seconds: float  #: longest input video (as its timestamps span, not its header)
     output_height: int  #: swap output is scaled down to at most this height
     concurrent_tasks: int  #: queued + running tasks at once
+    photo_pixels: int = 25_000_000  #: largest photo (width x height), read from its header
+    video_pixels: int = 1920 * 1080  #: largest video picture (width x height)
+    open_uploads: int = 5  #: unfinished resumable uploads at once
 
 
 #: The per-usertype limits table. Free users get enough to try the service;
 #: administrators are only bounded by what one server can sensibly hold.
+#: Picture limits bound the work and memory of one swap: a 16000x16000 video costs
+#: 3.5 GB and 1.5 s a frame, so the input resolution follows the output tier.
 LIMITS: dict[int, Limits] = {
-    FREE: Limits(upload_bytes=200 * MB, video_seconds=60, output_height=720, concurrent_tasks=1),
+    FREE: Limits(upload_bytes=200 * MB, video_seconds=60, output_height=720, concurrent_tasks=1,
+                 photo_pixels=25_000_000, video_pixels=1920 * 1080, open_uploads=5),
     BASIC: Limits(upload_bytes=1024 * MB, video_seconds=300, output_height=1080,
-                  concurrent_tasks=2),
+                  concurrent_tasks=2, photo_pixels=40_000_000, video_pixels=2560 * 1440,
+                  open_uploads=10),
     PREMIUM: Limits(upload_bytes=4096 * MB, video_seconds=1800, output_height=2160,
-                    concurrent_tasks=4),
+                    concurrent_tasks=4, photo_pixels=60_000_000, video_pixels=3840 * 2160,
+                    open_uploads=20),
     ADMIN: Limits(upload_bytes=8192 * MB, video_seconds=7200, output_height=4320,
-                  concurrent_tasks=8),
+                  concurrent_tasks=8, photo_pixels=100_000_000, video_pixels=7680 * 4320,
+                  open_uploads=50),
 }
 
 
@@ -89,6 +98,22 @@ class Settings:
         "help": "delete finished results this many days after they were made; 0 keeps them"})
     tus_expiry_hours: float = field(default=24.0, metadata={
         "help": "unfinished resumable uploads are deleted this long after they were created"})
+    probe_memory_mb: int = field(default=2048, metadata={
+        "help": "address-space limit of the child process that reads each upload's headers "
+                "and first frame; a file that needs more is refused (413 probe_limit)"})
+    probe_timeout_s: float = field(default=120.0, metadata={
+        "help": "wall-clock limit of one upload probe (it demuxes the whole video)"})
+    max_frame_rate: float = field(default=240.0, metadata={
+        "help": "frames per second of timestamps a video may have; more means timestamps "
+                "that do not advance (a long video posing as a short one): 415"})
+    samples_per_second: int = field(default=1000, metadata={
+        "help": "index entries (all tracks) an MP4 may claim per second of the user's length "
+                "limit, checked before FFmpeg allocates them"})
+    worker_memory_mb: int = field(default=8192, metadata={
+        "help": "address-space limit of each swap worker process; a task that needs more "
+                "fails alone (0: no limit)"})
+    body_bytes: int = field(default=1024 * 1024, metadata={
+        "help": "largest JSON or form request body (uploads have their own limits): 413"})
     debug: bool = field(default=False, metadata={
         "help": "Tornado debug mode (never in production)"})
 

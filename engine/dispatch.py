@@ -83,12 +83,19 @@ class Dispatcher(Protocol):
 _worker: dict[str, Any] = {}
 
 
-def _init_worker(slot: int, queue: Any, cancel_flags: Any) -> None:
+def _init_worker(slot: int, queue: Any, cancel_flags: Any, memory_mb: int = 0) -> None:
     """Pool initializer: keep the channels and warm the models once per process.
 
     A worker must not outlive a server killed with SIGKILL: it would go on writing a
-    task that the restarted server has already queued again.
+    task that the restarted server has already queued again. ``memory_mb`` caps its
+    address space (and its swap helper's, which inherits it): a task that needs more
+    fails with MemoryError or is killed, which fails that task alone.
     """
+    if memory_mb > 0:
+        import resource
+
+        cap = memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server handles Ctrl-C
     # Swaps are batch work: the event loop answering requests must win the CPU.
     with contextlib.suppress(OSError):
@@ -131,8 +138,10 @@ def _run_job(job_fields: dict[str, Any], seq: int) -> dict[str, Any]:
 class LocalDispatcher:
     """Jobs on ``slots`` local worker processes, one single-worker executor each."""
 
-    def __init__(self, slots: int, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def __init__(self, slots: int, loop: asyncio.AbstractEventLoop | None = None,
+                 memory_mb: int = 0) -> None:
         self.slots = max(1, slots)
+        self.memory_mb = memory_mb
         self._mp = multiprocessing.get_context("spawn")  # no fork of a threaded server
         self._queue = self._mp.Queue()
         self._cancel = self._mp.Array("q", self.slots, lock=False)
@@ -154,7 +163,8 @@ class LocalDispatcher:
         executor = self._executors[slot]
         if executor is None:
             executor = ProcessPoolExecutor(1, mp_context=self._mp, initializer=_init_worker,
-                                           initargs=(slot, self._queue, self._cancel))
+                                           initargs=(slot, self._queue, self._cancel,
+                                                     self.memory_mb))
             self._executors[slot] = executor
         return executor
 

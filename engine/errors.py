@@ -15,3 +15,17 @@ class Cancelled(EngineError):
 
     def __init__(self, message: str = "the task was cancelled") -> None:
         super().__init__(message)
+
+
+class ProbeRefused(EngineError):
+    """An upload refused by a probe before (or instead of) decoding it.
+
+    ``reason`` is a stable snake_case name of the cause; ``oversize`` tells the
+    caller whether the file is refused for what it claims to need (dimensions,
+    sample counts, length, memory: "too large") rather than for what it is.
+    """
+
+    def __init__(self, message: str, reason: str, oversize: bool = False) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.oversize = oversize

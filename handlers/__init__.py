@@ -50,6 +50,9 @@ def make_app(ctx: AppContext, cookie_secret: str) -> tornado.web.Application:
         ctx=ctx,
         cookie_secret=cookie_secret,
         xsrf_cookies=True,
+        # Tornado refuses cross-site state-changing requests (Sec-Fetch-Site / Origin):
+        # a forged login form from another site is a 403 even without any cookie.
+        cross_origin_protection=True,
         xsrf_cookie_kwargs={"samesite": "Strict", "secure": ctx.settings.secure_cookies},
         default_handler_class=NotFoundHandler,
         debug=ctx.settings.debug,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from typing import Any
 
 from handlers import fields
@@ -36,7 +38,8 @@ class CustomersHandler(BaseHandler):
         body = self.body()
         action = fields.text(body, "action", max_len=32)
         handler = {"login": self.login, "add_customer": self.add_customer,
-                   "logout": self.logout, "list_customer": self.list_customer}.get(action)
+                   "logout": self.logout, "list_customer": self.list_customer,
+                   "disable_customer": self.disable_customer}.get(action)
         if handler is None:
             raise ServiceError(f"unknown action {action!r}")
         await handler(body)
@@ -51,8 +54,27 @@ class CustomersHandler(BaseHandler):
                                httponly=True, samesite="Lax",
                                secure=self.ctx.settings.secure_cookies
                                or self.request.protocol == "https")
+        self.rotate_xsrf()
         self.reply({"status": 0, "userdata": user.public(), "token": token,
                     "xsrf": self.xsrf_token.decode()})
+
+    def rotate_xsrf(self) -> None:
+        """A fresh XSRF token at login: one planted before it (say, by someone who had
+        the browser before, or a sibling site setting cookies) must not stay valid
+        for the new session. Tornado keeps the token it read from the cookie in
+        ``_raw_xsrf_token``; replacing it makes ``xsrf_token`` set a new cookie."""
+        for attr in ("_xsrf_token", "_raw_xsrf_token"):
+            if hasattr(self, attr):
+                delattr(self, attr)
+        self._raw_xsrf_token = (None, os.urandom(16), time.time())
+        self.xsrf_token  # noqa: B018 - sets the new _xsrf cookie
+
+    async def disable_customer(self, body: dict[str, Any]) -> None:
+        caller = self.require_user()
+        data = _customer_data(body)
+        await self.ctx.accounts.set_disabled(caller, fields.integer(data, "id", minimum=1),
+                                             fields.boolean(data, "disabled", default=True))
+        self.reply({"status": 0})
 
     async def add_customer(self, body: dict[str, Any]) -> None:
         data = _customer_data(body)
@@ -100,6 +122,6 @@ class HealthHandler(BaseHandler):
         healthy, detail = await self.ctx.health()
         if not healthy:
             self.set_status(503)
-            self.reply({"status": 1, "msg": detail, "db": "down"})
+            self.reply({"status": 1, "msg": detail, "code": "db_down", "db": "down"})
             return
         self.reply({"status": 0, "db": "ok"})

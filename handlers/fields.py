@@ -21,6 +21,11 @@ def text(data: dict[str, Any], name: str, *, required: bool = True, max_len: int
         raise ServiceError(f"field '{name}' must be a string")
     if len(value) > max_len:
         raise ServiceError(f"field '{name}' is longer than {max_len} characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800") is valid JSON, not text
+        raise ServiceError(f"field '{name}' is not valid Unicode text", 400,
+                           "bad_text") from None
     return value
 
 

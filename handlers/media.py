@@ -5,7 +5,9 @@ checked the path and the caller's right to it."""
 
 from __future__ import annotations
 
+import email.utils
 import os
+import re
 import urllib.parse
 
 import tornado.web
@@ -13,6 +15,11 @@ import tornado.web
 from handlers.base import BaseHandler
 from services import ServiceError
 from storage import PathRefused
+
+#: One byte range, as browsers and players send it; anything else is ignored (RFC 9110:
+#: a server may ignore a Range it does not understand and send the whole file).
+RANGE_RE = re.compile(r"^bytes=(?:[0-9]{1,19}-[0-9]{0,19}|-[0-9]{1,19})$")
+ENCODED_SEPARATOR_RE = re.compile(r"%(?:2f|5c|00)", re.IGNORECASE)
 
 
 class MediaHandler(BaseHandler, tornado.web.StaticFileHandler):
@@ -26,16 +33,50 @@ class MediaHandler(BaseHandler, tornado.web.StaticFileHandler):
 
     async def get(self, path: str = "", include_body: bool = True) -> None:
         user = self.require_user()
+        if ENCODED_SEPARATOR_RE.search(self.request.path):
+            raise ServiceError("encoded separators are not allowed in media paths", 400,
+                               "bad_path")
         raw = self.client_path(path)
         try:
             resolved = self.ctx.media.resolve(raw, user.username, user.is_admin)
         except PathRefused as exc:
             raise ServiceError(exc.msg, exc.code) from None
         relative = self.ctx.media.relative(resolved)
+        self._range_policy(str(resolved))
         if self.get_query_argument("download", "") in ("1", "true") and not self.inline_only:
             quoted = urllib.parse.quote(os.path.basename(relative))
             self.set_header("Content-Disposition", f"attachment; filename*=UTF-8''{quoted}")
         await tornado.web.StaticFileHandler.get(self, relative, include_body)
+
+    def _range_policy(self, absolute: str) -> None:
+        """Drop a Range the whole file must answer instead (Tornado honours any Range).
+
+        A malformed Range is ignored; so is one under an ``If-Range`` that no longer
+        matches: a stale ETag (or a weak one) or a date other than the file's
+        Last-Modified means the client's copy is another version, so it gets all of it.
+        """
+        headers = self.request.headers
+        if "Range" not in headers:
+            return
+        if not RANGE_RE.match(headers["Range"].replace(" ", "")):
+            del headers["Range"]
+            return
+        condition = headers.get("If-Range")
+        if condition is None:
+            return
+        condition = condition.strip()
+        if condition.startswith(('"', "W/")):
+            # the ETag Tornado sends for this file (its content hash, cached per path)
+            current = f'"{self._get_cached_version(absolute)}"'
+            fresh = condition == current
+        else:
+            try:
+                stated = email.utils.parsedate_to_datetime(condition).timestamp()
+            except (TypeError, ValueError, IndexError, OverflowError):
+                stated = None
+            fresh = stated is not None and int(stated) == int(os.stat(absolute).st_mtime)
+        if not fresh:
+            del headers["Range"]
 
     def set_extra_headers(self, path: str) -> None:
         self.set_header("Cache-Control", "private, max-age=0, must-revalidate")

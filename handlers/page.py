@@ -34,7 +34,8 @@ class IndexHandler(BaseHandler):
         index = STATIC_DIR / "index.html"
         if not index.exists():
             self.set_status(404)
-            self.reply({"status": 1, "msg": "the web page is not installed"})
+            self.reply({"status": 1, "msg": "the web page is not installed",
+                        "code": "not_found"})
             return
         self.set_header("Content-Type", "text/html; charset=UTF-8")
         self.set_header("Cache-Control", "no-cache")

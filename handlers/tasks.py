@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import json
 from typing import Any
 
@@ -46,8 +48,8 @@ class FaceSwapHandler(TaskHandler):
 class ViewTaskHandler(TaskHandler):
     """``view_task`` has its own envelope: errors are ``status 2`` (never 1 = finished)."""
 
-    def envelope(self, msg: str) -> dict[str, Any]:
-        return {"status": 2, "progress": msg, "msg": msg}
+    def envelope(self, msg: str, reason: str = "bad_request") -> dict[str, Any]:
+        return {"status": 2, "progress": msg, "msg": msg, "code": reason}
 
     async def post(self) -> None:
         body = self.body()
@@ -77,6 +79,8 @@ class TaskSocket(BaseHandler, tornado.websocket.WebSocketHandler):
     other sites from riding on it); other clients pass ``?token=``.
     """
 
+    _expiry: Any = None
+
     def session_token(self) -> str | None:
         return self.get_query_argument("token", None) or super().session_token()
 
@@ -85,13 +89,26 @@ class TaskSocket(BaseHandler, tornado.websocket.WebSocketHandler):
             raise ServiceError("please log in first", 401)
         if self.request.headers.get("Upgrade", "").lower() != "websocket":
             raise ServiceError("this is a WebSocket endpoint; connect with a WebSocket client")
+        self.token = self.session_token()
+        self.expires = await self.ctx.accounts.session_expires(self.token or "")
         await super().get(*args, **kwargs)
 
     def open(self) -> None:
+        """Subscribe, and end with the session: logout or disabling (the accounts
+        service calls back) or expiry (a timer), whichever comes first."""
         self.user = self.current_user
+        self.ctx.accounts.watch(self.token, self.user.id, self.session_ended)
+        if self.expires is not None:
+            delay = (self.expires - dt.datetime.now(dt.UTC)).total_seconds()
+            self._expiry = asyncio.get_running_loop().call_later(
+                max(0.0, delay), self.session_ended, "session expired")
         self.ctx.tasks.subscribe(self.user.id, self.push)
         for view in self.ctx.tasks.snapshot(self.user.id):
             self.push(view)
+
+    def session_ended(self, reason: str) -> None:
+        self.on_close()
+        self.close(4001, reason)
 
     def push(self, view: dict[str, Any]) -> None:
         try:
@@ -105,3 +122,7 @@ class TaskSocket(BaseHandler, tornado.websocket.WebSocketHandler):
     def on_close(self) -> None:
         if getattr(self, "user", None) is not None:
             self.ctx.tasks.unsubscribe(self.user.id, self.push)
+            self.ctx.accounts.unwatch(self.token, self.user.id, self.session_ended)
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None

@@ -13,9 +13,7 @@ import base64
 import binascii
 import contextlib
 import datetime as dt
-import os
 import re
-import secrets
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ MULTIPART_OVERHEAD = 64 * 1024  #: room for the form fields around the file part
 BODY_TIMEOUT = 3600.0  #: seconds a slow client may take for one request body
 TUS_VERSION = "1.0.0"
 TUS_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+DIGITS_RE = re.compile(r"^[0-9]{1,19}$")  #: ASCII digits only: "²".isdigit() is True
 
 
 class TempFileTarget(BaseTarget):
@@ -111,6 +110,7 @@ class PartHeaderGuard:
 class StreamingBodyHandler(BaseHandler):
     """Shared by both upload routes: size limit, timeouts, cleanup on disconnect."""
 
+    small_body = False
     limit = 0
     received = 0
     failure: ServiceError | None = None
@@ -123,8 +123,10 @@ class StreamingBodyHandler(BaseHandler):
 
     def start_body(self, limit: int) -> None:
         declared = self.request.headers.get("Content-Length")
-        if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            raise ServiceError("the upload is larger than your limit", 413)
+        if declared is not None and not DIGITS_RE.match(declared):
+            raise ServiceError("Content-Length must be a number of bytes")
+        if declared is not None and int(declared) > limit:
+            raise ServiceError("the upload is larger than your limit", 413, "too_large")
         self.limit = limit
         self._expected = int(declared) if declared is not None else limit + 1
         # Tornado's own cap (a bare 400) sits above ours so that ours answers first.
@@ -134,7 +136,7 @@ class StreamingBodyHandler(BaseHandler):
     def count(self, chunk: bytes) -> None:
         self.received += len(chunk)
         if self.received > self.limit:
-            raise ServiceError("the upload is larger than your limit", 413)
+            raise ServiceError("the upload is larger than your limit", 413, "too_large")
 
     async def data_received(self, chunk: bytes) -> None:
         """Collect the body and hand it to ``consume`` in 1 MiB pieces on a thread.
@@ -240,7 +242,8 @@ class UploadHandler(StreamingBodyHandler):
         kind = check_kind(values["filetype"])
         record = await self.ctx.uploads.accept(user, kind, self.target.path,
                                                self.target.multipart_filename or "")
-        self.reply({"status": 0, "filepath": record["filepath"], "upload": _public(record)})
+        self.reply({"status": 0, "filepath": record["filepath"], "upload": _public(record),
+                    "warnings": photo_warnings(record)})
 
     def cleanup(self) -> None:
         if self.target is not None:
@@ -248,14 +251,21 @@ class UploadHandler(StreamingBodyHandler):
 
 
 def _public(record: dict[str, Any]) -> dict[str, Any]:
-    return {key: record.get(key) for key in ("kind", "size", "width", "height", "duration")}
+    return {key: record.get(key) for key in ("kind", "size", "width", "height", "duration",
+                                             "faces")}
+
+
+def photo_warnings(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """What the photo check found that works but will disappoint (API ``warnings``)."""
+    check = record.get("photo_check") or {}
+    return list(check.get("warnings") or [])
 
 
 def _disk_error(exc: OSError) -> ServiceError:
     import errno
 
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return ServiceError("the server has no space left for this upload", 507)
+        return ServiceError("the server has no space left for this upload", 507, "disk_full")
     return ServiceError("the server could not store the upload", 500)
 
 
@@ -283,10 +293,19 @@ class TusHandler(StreamingBodyHandler):
     upload: dict[str, Any] | None = None
     file: Any = None
     part: Path | None = None
+    lock: Any = None
 
     def set_default_headers(self) -> None:
         super().set_default_headers()
         self.set_header("Tus-Resumable", TUS_VERSION)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """412 answers name the versions the server speaks (tus 1.0 core); send_error
+        has reset the headers set before the refusal, so it is set here."""
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if (exc.code if isinstance(exc, ServiceError) else status_code) == 412:
+            self.set_header("Tus-Version", TUS_VERSION)
+        super().write_error(status_code, **kwargs)
 
     def part_path(self, upload_id: str) -> Path:
         return self.ctx.uploads.tus_part(upload_id)
@@ -297,8 +316,7 @@ class TusHandler(StreamingBodyHandler):
             return
         user = self.require_user()
         if self.request.headers.get("Tus-Resumable") != TUS_VERSION:
-            self.set_header("Tus-Version", TUS_VERSION)
-            raise ServiceError("Tus-Resumable: 1.0.0 is required", 412)
+            raise ServiceError("Tus-Resumable: 1.0.0 is required", 412, "tus_version")
         upload_id = self.path_kwargs.get("upload_id") or ""
         if self.request.method == "POST":
             self.start_body(0)
@@ -314,27 +332,41 @@ class TusHandler(StreamingBodyHandler):
     async def _open_patch(self) -> None:
         assert self.upload is not None
         if self.upload["filepath"]:
-            raise ServiceError("this upload is already complete", 409)
+            raise ServiceError("this upload is already complete", 409, "upload_complete")
         ctype = self.request.headers.get("Content-Type", "")
         if ctype != "application/offset+octet-stream":
             raise ServiceError("Content-Type must be application/offset+octet-stream", 415)
+        claimed = self.request.headers.get("Upload-Offset")
+        if claimed is None or not DIGITS_RE.match(claimed):
+            raise ServiceError("Upload-Offset must be a non-negative integer", 400, "bad_offset")
+        # from here until the response, no other request may touch this upload
+        self.lock = self.ctx.uploads.lock_tus(self.upload["_id"], "PATCH")
         part = self.part_path(self.upload["_id"])
         offset = part.stat().st_size if part.exists() else 0
         if self.request.headers.get("Upload-Offset") != str(offset):
-            raise ServiceError(f"Upload-Offset does not match the server's offset {offset}", 409)
+            raise ServiceError(f"Upload-Offset does not match the server's offset {offset}", 409,
+                               "offset_mismatch")
         self.start_body(self.upload["length"] - offset)
         self.part = part
         self.file = open(part, "ab")
 
     def consume(self, chunk: bytes) -> None:
+        if self.lock is not None and self.lock.terminated:
+            raise ServiceError("the upload was terminated by a DELETE", 410, "terminated")
         if self.file is not None:
             self.file.write(chunk)
 
     def cleanup(self) -> None:
-        """Keep the bytes that arrived (that is what resuming is for); close the file."""
+        """Keep the bytes that arrived (that is what resuming is for); close the file,
+        and give the upload back to the next request once no write is in flight."""
+        if self._writing is not None and not self._writing.done():
+            return  # on_connection_close calls again when the write has ended
         if self.file is not None:
             self.file.close()
             self.file = None
+        if self.lock is not None and self.upload is not None:
+            self.ctx.uploads.unlock_tus(self.upload["_id"], self.lock)
+            self.lock = None
 
     def options(self, upload_id: str = "") -> None:
         self.set_header("Tus-Version", TUS_VERSION)
@@ -344,17 +376,12 @@ class TusHandler(StreamingBodyHandler):
     async def post(self, upload_id: str = "") -> None:
         user = self.require_user()
         length = self.request.headers.get("Upload-Length", "")
-        if not length.isdigit() or int(length) == 0:
+        if not DIGITS_RE.match(length) or int(length) == 0:
             raise ServiceError("Upload-Length must be a positive integer")
-        if int(length) > self.ctx.uploads.max_bytes(user):
-            raise ServiceError("the upload is larger than your limit", 413)
         metadata = _parse_metadata(self.request.headers.get("Upload-Metadata", ""))
         check_kind(metadata.get("filetype", ""))
-        upload_id = secrets.token_hex(16)
         expires = dt.datetime.now(dt.UTC) + dt.timedelta(hours=self.ctx.settings.tus_expiry_hours)
-        await self.ctx.repos.uploads.tus_create(upload_id, user.id, user.username, int(length),
-                                                metadata, expires)
-        self.part_path(upload_id).touch()
+        upload_id = await self.ctx.uploads.create_tus(user, int(length), metadata, expires)
         self.set_header("Location", f"/video/uploads/{upload_id}")
         self.set_header("Upload-Expires", expires.strftime("%a, %d %b %Y %H:%M:%S GMT"))
         self.set_status(201)
@@ -372,13 +399,18 @@ class TusHandler(StreamingBodyHandler):
 
     async def patch(self, upload_id: str) -> None:
         await self.complete_body()
-        assert self.upload is not None and self.part is not None
-        self.cleanup()
+        assert self.upload is not None and self.part is not None and self.lock is not None
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+        if self.lock.terminated:
+            raise ServiceError("the upload was terminated by a DELETE", 410, "terminated")
         offset = self.part.stat().st_size
         self.set_header("Upload-Offset", str(offset))
         if offset < self.upload["length"]:
             self.set_status(204)
             return
+        self.lock.finishing = True
         user = self.require_user()
         name = self.upload["metadata"].get("filename", "")
         try:
@@ -392,7 +424,5 @@ class TusHandler(StreamingBodyHandler):
         self.set_status(204)
 
     async def delete(self, upload_id: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.part_path(upload_id))
-        await self.ctx.repos.uploads.tus_delete(upload_id)
+        await self.ctx.uploads.delete_tus(upload_id)
         self.set_status(204)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import re
+import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,8 +16,14 @@ from conf import ADMIN, FREE, USERTYPES, Settings
 from services import ServiceError
 from services.throttle import LoginThrottle
 from storage import DuplicateUser, Repositories
+from storage.sessions import digest
 
-USERNAME_RE = re.compile(r"^[A-Za-z0-9_.\-\u3400-\u4dbf\u4e00-\u9fff]{3,32}$")
+#: 3-32 letters, digits, CJK, ``_ - .``; not starting with a dot (a hidden folder) and no
+#: ``..``: the name is also the user's media folder, which must be a plain name.
+USERNAME_RE = re.compile(r"(?!\.)(?!.*\.\.)[A-Za-z0-9_.\-\u3400-\u4dbf\u4e00-\u9fff]{3,32}")
+#: What may log in: every name that could ever register (older rules allowed a leading
+#: dot and ``..``), so tightening registration locks nobody out.
+LOGIN_NAME_RE = re.compile(r"[A-Za-z0-9_.\-\u3400-\u4dbf\u4e00-\u9fff]{3,32}")
 PHONE_RE = re.compile(r"^[0-9]{6,15}$")
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 PASSWORD_MIN = 6
@@ -45,9 +53,23 @@ class User:
         return cls(id=int(doc["id"]), username=doc["username"], usertype=int(doc["usertype"]))
 
 
+def normal_username(username: str) -> str:
+    """The name as stored: its NFKC form (fullwidth ``Ａlice`` is ``Alice``)."""
+    return unicodedata.normalize("NFKC", username)
+
+
+def username_key(username: str) -> str:
+    """What makes two names the same: case and Unicode compatibility forms do not count
+    (``Alice`` = ``alice`` = ``ＡＬＩＣＥ``). A unique index on it decides races."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", username).casefold())
+
+
 def check_username(username: str) -> str:
-    if not USERNAME_RE.match(username):
-        raise ServiceError("username must be 3-32 letters, digits, _ - . or CJK characters")
+    """The normalised name, or a 400 (``bad_username``)."""
+    username = normal_username(username)
+    if not USERNAME_RE.fullmatch(username):
+        raise ServiceError("username must be 3-32 letters, digits, _ - . or CJK characters, "
+                           "not starting with a dot", 400, "bad_username")
     return username
 
 
@@ -69,6 +91,34 @@ class AccountService:
         self.throttle = LoginThrottle(settings.login_failures_per_user,
                                       settings.login_failures_per_address,
                                       settings.login_window_minutes * 60)
+        # What lives on after a request (WebSockets) registers here to be ended with
+        # its session: at logout, when an administrator disables the user, and (the
+        # socket's own timer) at expiry. Keyed by token digest, with the user id.
+        self._watchers: dict[str, set[tuple[int, Callable[[str], None]]]] = {}
+
+    # -- session watchers -------------------------------------------------------------
+    def watch(self, token: str, user_id: int, on_end: Callable[[str], None]) -> None:
+        """Call ``on_end(reason)`` when the session of ``token`` ends."""
+        self._watchers.setdefault(digest(token), set()).add((user_id, on_end))
+
+    def unwatch(self, token: str, user_id: int, on_end: Callable[[str], None]) -> None:
+        watchers = self._watchers.get(digest(token))
+        if watchers is not None:
+            watchers.discard((user_id, on_end))
+            if not watchers:
+                del self._watchers[digest(token)]
+
+    def _end_sessions(self, reason: str, *, token: str | None = None,
+                      user_id: int | None = None) -> None:
+        keys = [digest(token)] if token is not None else list(self._watchers)
+        for key in keys:
+            for uid, on_end in list(self._watchers.get(key, ())):
+                if user_id is None or uid == user_id:
+                    on_end(reason)
+
+    async def session_expires(self, token: str) -> dt.datetime | None:
+        live = await self.repos.sessions.live(token)
+        return live[1] if live else None
 
     async def _hash(self, password: str) -> str:
         salt = bcrypt.gensalt(self.settings.bcrypt_rounds)
@@ -80,19 +130,20 @@ class AccountService:
 
     async def register(self, username: str, password: str, phonenumber: str = "",
                        address: str = "", usertype: int = FREE) -> int:
-        check_username(username)
+        username = check_username(username)
         check_password(password)
         if phonenumber and not PHONE_RE.match(phonenumber):
             raise ServiceError("phonenumber must be 6-15 digits")
         if address and (len(address) > 254 or not EMAIL_RE.match(address)):
             raise ServiceError("address must be an e-mail address")
-        if await self.repos.users.by_username(username):
-            raise ServiceError(DUPLICATE_MSG, 409)
+        if await self.repos.users.by_key(username_key(username)):
+            raise ServiceError(DUPLICATE_MSG, 409, "name_taken")
         try:
             return await self.repos.users.create(username, await self._hash(password), usertype,
-                                                 phonenumber, address)
+                                                 phonenumber, address,
+                                                 key=username_key(username))
         except DuplicateUser:
-            raise ServiceError(DUPLICATE_MSG, 409) from None
+            raise ServiceError(DUPLICATE_MSG, 409, "name_taken") from None
 
     async def login(self, username: str, password: str, address: str = "") -> tuple[User, str]:
         """Check the password and open a session; the same refusal for any bad pair.
@@ -100,32 +151,52 @@ class AccountService:
         Repeated failures for one username or from one address are refused with 429
         before any password is checked.
         """
-        wait = self.throttle.retry_after(username, address)
+        key = username_key(username)  # throttled per person, whatever case they type
+        wait = self.throttle.attempt(key, address)
         if wait > 0:
-            raise ServiceError(f"too many failed logins; try again in {wait / 60:.0f} minutes",
-                               429)
-        doc = await self.repos.users.by_username(username) if USERNAME_RE.match(username) \
-            else None
+            raise ServiceError(f"too many failed logins; try again in "
+                               f"{max(wait / 60, 1):.0f} minutes", 429, "too_many_attempts")
+        doc = None
+        if LOGIN_NAME_RE.fullmatch(normal_username(username)):
+            # the name as spelled first (an old name left unkeyed because it collided by
+            # case with another keeps logging in), then any case or compatibility form
+            doc = await self.repos.users.by_username(normal_username(username)) or \
+                await self.repos.users.by_key(key)
         hashed = doc["password_hash"].encode() if doc else self._dummy_hash
         ok = len(password.encode()) <= PASSWORD_MAX_BYTES and await self._verify(password, hashed)
         if not doc or not ok:
-            self.throttle.failed(username, address)
-            raise ServiceError(BAD_LOGIN_MSG, 401)
-        self.throttle.succeeded(username)
+            raise ServiceError(BAD_LOGIN_MSG, 401, "wrong_credentials")
+        if doc.get("disabled"):
+            raise ServiceError("this account is disabled", 403, "account_disabled")
+        self.throttle.succeeded(key, address)
         token = await self.repos.sessions.create(
             int(doc["id"]), dt.timedelta(days=self.settings.session_days))
         return User.from_doc(doc), token
 
     async def logout(self, token: str) -> None:
         await self.repos.sessions.delete(token)
+        self._end_sessions("logged out", token=token)
 
     async def authenticate(self, token: str) -> User | None:
-        """The user behind a session token, or None (unknown, expired, or user deleted)."""
+        """The user behind a session token, or None (unknown, expired, user deleted or
+        disabled)."""
         user_id = await self.repos.sessions.user_id(token)
         if user_id is None:
             return None
         doc = await self.repos.users.by_id(user_id)
-        return User.from_doc(doc) if doc else None
+        return User.from_doc(doc) if doc and not doc.get("disabled") else None
+
+    async def set_disabled(self, caller: User, user_id: int, disabled: bool) -> None:
+        """An administrator (dis)ables a user; disabling ends their sessions at once,
+        open WebSockets included."""
+        require_admin(caller)
+        if user_id == caller.id and disabled:
+            raise ServiceError("administrators cannot disable themselves", 409, "conflict")
+        if not await self.repos.users.set_disabled(user_id, disabled):
+            raise ServiceError(f"no user with id {user_id}", 404)
+        if disabled:
+            await self.repos.sessions.delete_for_user(user_id)
+            self._end_sessions("account disabled", user_id=user_id)
 
     async def list_customers(self, caller: User, pagenum: int, pagesize: int,
                              keywords: str) -> tuple[list[dict[str, Any]], int]:
@@ -146,9 +217,9 @@ class AccountService:
 
         Returns ``(id, created)``. Used by ``server.py create-admin``.
         """
-        check_username(username)
+        username = check_username(username)
         check_password(password)
-        doc = await self.repos.users.by_username(username)
+        doc = await self.repos.users.by_key(username_key(username))
         if doc is None:
             return await self.register(username, password, usertype=ADMIN), True
         await self.repos.users.set_usertype(int(doc["id"]), ADMIN)
@@ -158,4 +229,4 @@ class AccountService:
 
 def require_admin(caller: User) -> None:
     if not caller.is_admin:
-        raise ServiceError("administrators only", 403)
+        raise ServiceError("administrators only", 403, "admin_only")

@@ -34,9 +34,10 @@ class AppContext:
               db_process_alive: Callable[[], bool] | None = None) -> AppContext:
         repos = Repositories.over(db)
         media = MediaStore(settings.data_path)
+        uploads = UploadService(repos, media, settings)
         return cls(settings=settings, repos=repos, accounts=AccountService(repos, settings),
-                   media=media, uploads=UploadService(repos, media),
-                   tasks=TaskService(repos, media, dispatcher),
+                   media=media, uploads=uploads,
+                   tasks=TaskService(repos, media, dispatcher, uploads),
                    db_process_alive=db_process_alive)
 
     async def health(self) -> tuple[bool, str]:

@@ -22,17 +22,22 @@ from typing import Any
 import engine
 from conf import limits_for
 from engine.dispatch import Dispatcher, Job, JobFailed
+from engine.probe import probe_isolated
 from services import ServiceError
 from services.accounts import User
-from storage import DatabaseError, MediaStore, PathRefused, Repositories
+from services.uploads import UploadService
+from storage import DatabaseError, MediaStore, OutputTaken, PathRefused, Repositories
 
 log = logging.getLogger(__name__)
 
 DB_WRITE_INTERVAL = 2.0
 MAX_ACTIVE_PER_USER = 20  #: queued + running tasks one user may have at once
 QUALITIES = ("fast", "balanced", "high")
-SWAPNAME_RE = re.compile(r"^[A-Za-z0-9_\-\u3400-\u4dbf\u4e00-\u9fff][A-Za-z0-9_.\-\u3400-\u4dbf"
-                         r"\u4e00-\u9fff]{0,63}$")
+#: The output's stem: no leading or trailing dot and no ``..`` (``abc.`` would make
+#: ``abc..mp4``, which the media store rightly refuses as a path).
+SWAPNAME_RE = re.compile(r"(?!.*\.\.)[A-Za-z0-9_\-\u3400-\u4dbf\u4e00-\u9fff]"
+                         r"(?:[A-Za-z0-9_.\-\u3400-\u4dbf\u4e00-\u9fff]{0,62}"
+                         r"[A-Za-z0-9_\-\u3400-\u4dbf\u4e00-\u9fff])?")
 FINISHED_TEXT = "转换结束"  # the seed's "conversion finished", which old clients look for
 
 Subscriber = Callable[[dict[str, Any]], None]
@@ -66,9 +71,25 @@ def listing_view(task: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
+def _frame_budget(video: dict[str, Any], seconds: float) -> int | None:
+    """Frames of ``video`` within ``seconds``, from what the upload probe counted.
+
+    The worker stops there, so a length limit holds in the worker too, whatever the
+    container says (the probe measured packets and their timestamps' span).
+    """
+    frames, duration = video.get("frames"), video.get("duration")
+    if not frames or not duration:
+        return None
+    if duration <= seconds:
+        return int(frames)
+    return max(1, int(frames * seconds / duration))
+
+
 class TaskService:
-    def __init__(self, repos: Repositories, media: MediaStore, dispatcher: Dispatcher) -> None:
+    def __init__(self, repos: Repositories, media: MediaStore, dispatcher: Dispatcher,
+                 uploads: UploadService | None = None) -> None:
         self.repos = repos
+        self.uploads = uploads or UploadService(repos, media)
         self.media = media
         self.dispatcher = dispatcher
         self.live: dict[str, dict[str, Any]] = {}  # queued and running tasks
@@ -102,6 +123,7 @@ class TaskService:
         tasks = await self.repos.tasks.finished_before(cutoff)
         for task in tasks:
             self.media.remove(task["filepath"])
+            await self._release(task)
             await self.repos.tasks.update(task["task_id"], {
                 "state": "expired", "error": "the result was deleted after the retention period"})
         return len(tasks)
@@ -115,8 +137,9 @@ class TaskService:
     async def create(self, user: User, imagepath: str, videopath: str, swapname: str, *,
                      many_faces: bool = False, keep_mouth: bool = False,
                      quality: str = "balanced") -> str:
-        if not SWAPNAME_RE.match(swapname) or ".." in swapname:
-            raise ServiceError("swapname must be 1-64 letters, digits, CJK or _ - . characters")
+        if not SWAPNAME_RE.fullmatch(swapname):
+            raise ServiceError("swapname must be 1-64 letters, digits, CJK or _ - . characters, "
+                               "not starting or ending with a dot", 400, "bad_swapname")
         if quality not in QUALITIES:
             raise ServiceError(f"quality must be one of {', '.join(QUALITIES)}")
         image = await self._own_upload(user, imagepath, "image")
@@ -124,30 +147,56 @@ class TaskService:
         limits = limits_for(user.usertype)
         if (video.get("duration") or 0) > limits.video_seconds:
             raise ServiceError(f"the video is longer than your limit of "
-                               f"{limits.video_seconds:.0f} s", 413)
+                               f"{limits.video_seconds:.0f} s", 413, "too_long")
+        # uploads are checked on arrival; this holds for files recorded before those checks
+        # and for a user whose tier went down since
+        for record, limit, what in ((image, limits.photo_pixels, "photo"),
+                                    (video, limits.video_pixels, "video")):
+            if (record.get("width") or 0) * (record.get("height") or 0) > limit:
+                raise ServiceError(f"the {what} has more pixels than your limit of "
+                                   f"{limit / 1e6:.1f} megapixels", 413, f"{what}_too_large")
         filepath = f"{user.username}/{swapname}.mp4"
         if self.media.exists(filepath) or await self.repos.tasks.output_taken(filepath):
-            raise ServiceError(f"an output named {swapname}.mp4 already exists", 409)
+            raise ServiceError(f"an output named {swapname}.mp4 already exists", 409,
+                               "name_taken")
         if len(await self.repos.tasks.active_for_owner(user.id)) >= MAX_ACTIVE_PER_USER:
-            raise ServiceError("too many unfinished tasks; wait for some to finish", 429)
-        try:
-            warnings = await asyncio.to_thread(engine.check_source_face, str(image["path"]))
-        except engine.EngineError as exc:
-            raise ServiceError(str(exc)) from None
+            raise ServiceError("too many unfinished tasks; wait for some to finish", 429,
+                               "too_many_tasks")
+        check = image.get("photo_check")
+        if check is None:  # an upload recorded before photos were checked at upload
+            check = await self._check_photo(user, image["path"])
+        if not check["ok"]:  # judged by the bounded probe process, never in the server
+            raise ServiceError(check["msg"], 400, check["code"])
         task = {"task_id": secrets.token_hex(8), "owner_id": user.id,
                 "username": user.username, "usertype": user.usertype,
                 "imagepath": imagepath, "videopath": videopath, "swapname": swapname,
                 "filepath": filepath, "many_faces": many_faces, "keep_mouth": keep_mouth,
                 "quality": quality, "state": "queued", "percent": 0.0, "frames_done": 0,
                 "frames_total": None, "fps": None, "eta_s": None, "error": None,
-                "warnings": warnings}
-        await self.repos.tasks.create(dict(task))
+                "max_frames": _frame_budget(video, limits.video_seconds),
+                "warnings": check.get("warnings") or []}
+        try:
+            await self.repos.tasks.create(dict(task))
+        except OutputTaken:
+            raise ServiceError(f"an output named {swapname}.mp4 already exists", 409,
+                               "name_taken") from None
         task["created"] = dt.datetime.now(dt.UTC)
         self.live[task["task_id"]] = task
         self.queue.append(task["task_id"])
         self._notify(task)
         self._pump()
         return task["task_id"]
+
+    async def _check_photo(self, user: User, path: Path) -> dict[str, Any]:
+        """The engine's verdict on a source photo, from the bounded probe process:
+        dlib's detector on the server's threads crashed it when several faceswap calls
+        came at once."""
+        try:
+            info = await self.uploads.run_io(probe_isolated, "image", str(path),
+                                             self.uploads.probe_limits(user), True)
+        except engine.EngineError as exc:
+            raise ServiceError(str(exc), 415, "not_an_image") from None
+        return info["photo_check"]
 
     async def _own_upload(self, user: User, filepath: str, kind: str) -> dict[str, Any]:
         try:
@@ -180,7 +229,7 @@ class TaskService:
     async def cancel(self, user: User, task_id: str) -> None:
         task = await self.get(user, task_id)
         if task["state"] not in ("queued", "running"):
-            raise ServiceError(f"the task is already {task['state']}", 409)
+            raise ServiceError(f"the task is already {task['state']}", 409, "task_done")
         if task_id in self.queue:
             self.queue.remove(task_id)
             await self._finish(task, "cancelled", error="the task was cancelled")
@@ -244,7 +293,8 @@ class TaskService:
                       out_path=str(self._temp_output(task_id)),
                       many_faces=task["many_faces"], keep_mouth=task["keep_mouth"],
                       quality=task["quality"],
-                      max_height=limits_for(task["usertype"]).output_height)
+                      max_height=limits_for(task["usertype"]).output_height,
+                      max_frames=task.get("max_frames"))
             result = await self.dispatcher.run(job, lambda *p: self._progress(task, *p))
             self.media.place(self._temp_output(task_id), task["filepath"])
             self._remove_partial(task_id)
@@ -286,6 +336,7 @@ class TaskService:
                         swapped_frames=result.get("swapped_frames"))
         else:
             self._remove_partial(task["task_id"])
+            await self._release(task)
         self.live.pop(task["task_id"], None)
         fields = {key: task.get(key) for key in ("state", "error", "finished", "percent",
                                                  "frames_done", "frames_total", "fps",
@@ -293,6 +344,13 @@ class TaskService:
         await self._save(task, fields, final=True)
         self._last_write.pop(task["task_id"], None)
         self._notify(task)
+
+    async def _release(self, task: dict[str, Any]) -> None:
+        """Free the task's output name (it failed, was cancelled, or its result is gone)."""
+        try:
+            await self.repos.tasks.release_output(task["task_id"])
+        except DatabaseError:
+            log.warning("could not release the output name of task %s", task["task_id"])
 
     async def _save(self, task: dict[str, Any], fields: dict[str, Any], final: bool = False
                     ) -> None:

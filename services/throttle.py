@@ -43,5 +43,26 @@ class LoginThrottle:
         for key in (("user", username), ("addr", address)):
             self.failures.setdefault(key, deque()).append(now)
 
-    def succeeded(self, username: str) -> None:
+    def attempt(self, username: str, address: str) -> float:
+        """Check and count one attempt at once, before the password is checked.
+
+        Returns the seconds to wait (0: go ahead; the attempt is then counted as a
+        failure until :meth:`succeeded` takes it back). Checking first and counting
+        after the slow password hash let 16 parallel guesses all through; check and
+        count happen here with no await between them, so parallel attempts see each
+        other.
+        """
+        wait = self.retry_after(username, address)
+        if wait <= 0:
+            self.failed(username, address)
+        return wait
+
+    def succeeded(self, username: str, address: str = "") -> None:
+        """A right password: forget the user's failures and take back this attempt's
+        count for the address (a user who logs in is not spraying names)."""
         self.failures.pop(("user", username), None)
+        times = self.failures.get(("addr", address))
+        if times:
+            times.pop()
+            if not times:
+                del self.failures[("addr", address)]

@@ -10,13 +10,16 @@ import asyncio
 import contextlib
 import datetime as dt
 import os
+import secrets
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
 import engine
-from conf import limits_for
+from conf import Limits, Settings, limits_for
+from engine.errors import ProbeRefused
+from engine.probe import ProbeLimits, probe_isolated
 from services import ServiceError
 from services.accounts import User
 from storage import MediaStore, Repositories
@@ -45,13 +48,87 @@ def check_kind(kind: str) -> str:
     return kind
 
 
+class TusLock:
+    """The one request that may work on a resumable upload right now.
+
+    tusd's rule: one request per upload at a time. A DELETE that meets a PATCH still
+    receiving wins: it sets ``terminated`` and the PATCH ends with 410 at its next chunk
+    (or at its end) instead of writing into a file that is gone.
+    """
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.finishing = False  #: the last byte is in; the file is being probed and stored
+        self.terminated = False
+
+
 class UploadService:
-    def __init__(self, repos: Repositories, media: MediaStore) -> None:
+    def __init__(self, repos: Repositories, media: MediaStore,
+                 settings: Settings | None = None) -> None:
         self.repos = repos
         self.media = media
+        self.settings = settings or Settings()
         # Upload disk writes and content probes get threads of their own: on the loop's
         # default executor they would starve motor (which runs its I/O there) and bcrypt.
         self.io = ThreadPoolExecutor(4, thread_name_prefix="upload-io")
+        self.tus_locks: dict[str, TusLock] = {}
+        self._creating: dict[int, asyncio.Lock] = {}
+
+    def limits(self, user: User) -> Limits:
+        return limits_for(user.usertype)
+
+    def probe_limits(self, user: User) -> ProbeLimits:
+        """What one probe of ``user``'s file may accept and spend (all from conf/)."""
+        limits, s = self.limits(user), self.settings
+        return ProbeLimits(
+            max_photo_pixels=limits.photo_pixels, max_video_pixels=limits.video_pixels,
+            max_samples=int(max(limits.video_seconds, 1) * s.samples_per_second),
+            max_frame_rate=s.max_frame_rate, memory_mb=s.probe_memory_mb,
+            timeout_s=s.probe_timeout_s)
+
+    # -- resumable uploads: one request at a time, a bounded number open ----------------
+    def lock_tus(self, upload_id: str, method: str) -> TusLock:
+        """Claim ``upload_id`` for one request, or refuse with 423 (``locked``)."""
+        if upload_id in self.tus_locks:
+            raise ServiceError("another request is working on this upload; retry when it "
+                               "has ended", 423, "locked")
+        lock = self.tus_locks[upload_id] = TusLock(method)
+        return lock
+
+    def unlock_tus(self, upload_id: str, lock: TusLock) -> None:
+        if self.tus_locks.get(upload_id) is lock:
+            del self.tus_locks[upload_id]
+
+    async def create_tus(self, user: User, length: int, metadata: dict[str, str],
+                         expires: dt.datetime) -> str:
+        """Record a new resumable upload, within the user's number of open ones."""
+        if length > self.max_bytes(user):
+            raise ServiceError("the upload is larger than your limit", 413, "too_large")
+        cap = self.limits(user).open_uploads
+        # count and insert under one lock per user, so parallel creations cannot pass
+        # the cap together (one server process owns the uploads)
+        async with self._creating.setdefault(user.id, asyncio.Lock()):
+            if await self.repos.uploads.tus_open_count(user.id) >= cap:
+                raise ServiceError(f"you have {cap} unfinished uploads; finish or delete one "
+                                   f"first", 429, "too_many_uploads")
+            upload_id = secrets.token_hex(16)
+            await self.repos.uploads.tus_create(upload_id, user.id, user.username, length,
+                                                metadata, expires)
+        self.tus_part(upload_id).touch()
+        return upload_id
+
+    async def delete_tus(self, upload_id: str) -> None:
+        """Terminate a resumable upload: its bytes and its record; a PATCH in flight
+        is told to stop (see :class:`TusLock`); one being stored is 423."""
+        lock = self.tus_locks.get(upload_id)
+        if lock is not None:
+            if lock.finishing or lock.method != "PATCH":
+                raise ServiceError("this upload is being stored; retry in a moment", 423,
+                                   "locked")
+            lock.terminated = True
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.tus_part(upload_id))
+        await self.repos.uploads.tus_delete(upload_id)
 
     async def run_io(self, func: Callable[..., T], *args: Any) -> T:
         """Run blocking file work for an upload on the upload threads."""
@@ -73,13 +150,13 @@ class UploadService:
             if size == 0:
                 raise ServiceError("the uploaded file is empty")
             if size > self.max_bytes(user):
-                raise ServiceError("the file is larger than your upload limit", 413)
-            info = await self.run_io(self._probe, kind, temp)
-            limit = limits_for(user.usertype).video_seconds
+                raise ServiceError("the file is larger than your upload limit", 413, "too_large")
+            info = await self.run_io(self._probe, kind, temp, self.probe_limits(user))
+            limit = self.limits(user).video_seconds
             if kind == "video" and (info.get("duration") or 0) > limit:
                 raise ServiceError(
                     f"the video is {info['duration']:.0f} s long; your limit is {limit:.0f} s",
-                    413)
+                    413, "too_long")
             ext = _extension(kind, original_name, temp)
             filepath = self.media.store(temp, user.username, original_name, ext)
         finally:
@@ -92,13 +169,16 @@ class UploadService:
             raise
 
     @staticmethod
-    def _probe(kind: str, path: Path) -> dict[str, Any]:
+    def _probe(kind: str, path: Path, limits: ProbeLimits) -> dict[str, Any]:
+        """Probe in a bounded child process (engine.probe): whatever the file claims,
+        the server's own memory does not grow; refusals keep their reason."""
         try:
-            if kind == "image":
-                return engine.probe_image(str(path))
-            return engine.probe_video(str(path))
+            return probe_isolated(kind, str(path), limits, faces=kind == "image")
+        except ProbeRefused as exc:
+            raise ServiceError(str(exc), 413 if exc.oversize else 415, exc.reason) from None
         except engine.EngineError as exc:
-            raise ServiceError(str(exc), 415) from None
+            raise ServiceError(str(exc), 415, f"not_{'an_image' if kind == 'image' else 'a_video'}"
+                               ) from None
 
     def remove_stale_temp(self) -> int:
         """At start-up: one-shot uploads that were in flight when the server stopped."""

@@ -11,12 +11,12 @@ from motor.motor_asyncio import AsyncIOMotorDatabase
 
 from storage.media import MediaStore, PathRefused
 from storage.sessions import SessionRepository
-from storage.tasks import TaskRepository
+from storage.tasks import OutputTaken, TaskRepository
 from storage.uploads import UploadRepository
 from storage.users import DuplicateUser, UserRepository
 
-__all__ = ["DuplicateUser", "MediaStore", "PathRefused", "Repositories", "SessionRepository",
-           "TaskRepository", "UploadRepository", "UserRepository"]
+__all__ = ["DuplicateUser", "MediaStore", "OutputTaken", "PathRefused", "Repositories",
+           "SessionRepository", "TaskRepository", "UploadRepository", "UserRepository"]
 
 
 @dataclass

@@ -83,7 +83,8 @@ class EmbeddedMongo:
                 stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         finally:
             log_handle.close()
-        self.pid_file.write_text(str(self.process.pid))
+        # "pid port": create-admin finds a live server's database by it (live_url)
+        self.pid_file.write_text(f"{self.process.pid} {self.port}")
         self._wait_ready(timeout)
         log.info("embedded database (pid %d) on port %d", self.process.pid, self.port)
         return self.url
@@ -126,15 +127,61 @@ class EmbeddedMongo:
         with contextlib.suppress(FileNotFoundError):
             self.pid_file.unlink()
 
-    def _stop_orphan(self) -> None:
-        """Stop a secantusd left running on our data by a server that was killed."""
+    def _recorded(self) -> tuple[int, int | None] | None:
+        """``(pid, port)`` of a secantusd on our data that is still running, else None."""
         try:
-            pid = int(self.pid_file.read_text().strip())
+            fields = self.pid_file.read_text().split()
+            pid = int(fields[0])
+            port = int(fields[1]) if len(fields) > 1 else None
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
-            return
+        except (FileNotFoundError, ValueError, IndexError, ProcessLookupError,
+                PermissionError):
+            return None
         if "secantusd" not in cmdline or str(self.db_path) not in cmdline:
+            return None
+        return pid, port
+
+    @staticmethod
+    def _parent(pid: int) -> int:
+        try:  # field 4 of /proc/<pid>/stat, after the parenthesised command name
+            return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (FileNotFoundError, ValueError, IndexError):
+            return 0
+
+    def owner(self) -> int | None:
+        """The pid of the live process (a running server) whose database this is, or None
+        when none runs or only an orphan is left (its server was killed)."""
+        recorded = self._recorded()
+        if recorded is None:
+            return None
+        parent = self._parent(recorded[0])
+        if parent <= 1 or parent == os.getpid():
+            return None
+        try:  # an orphan is adopted by init or a subreaper, not by a Python server
+            cmdline = Path(f"/proc/{parent}/cmdline").read_bytes()
+        except (FileNotFoundError, PermissionError):
+            return None
+        return parent if b"python" in cmdline else None
+
+    def live_url(self) -> str | None:
+        """The URL of the database a running server keeps on this data dir, or None."""
+        recorded = self._recorded()
+        if recorded is None or recorded[1] is None or self.owner() is None:
+            return None
+        return f"mongodb://127.0.0.1:{recorded[1]}/"
+
+    def _stop_orphan(self) -> None:
+        """Stop a secantusd left running on our data by a server that was killed; refuse
+        to touch one whose server is alive (RuntimeError): that database is in use."""
+        recorded = self._recorded()
+        if recorded is None:
             return
+        pid = recorded[0]
+        owner = self.owner()
+        if owner is not None:
+            raise RuntimeError(
+                f"the database in {self.db_path} is in use by a running server (pid {owner}); "
+                f"stop that server first, or use its database with --mongo-url")
         log.warning("stopping embedded database %d left by an earlier run", pid)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)

@@ -5,9 +5,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import pymongo
 from motor.motor_asyncio import AsyncIOMotorDatabase
 
 ACTIVE = ("queued", "running")
+
+
+class OutputTaken(Exception):
+    """Another task already produces (or produced) this output file."""
 
 
 class TaskRepository:
@@ -15,7 +20,19 @@ class TaskRepository:
         self.tasks = db.tasks
 
     async def create(self, doc: dict[str, Any]) -> None:
-        await self.tasks.insert_one({**doc, "created": dt.datetime.now(dt.UTC)})
+        """Insert a task claiming its output path; :class:`OutputTaken` if one already does.
+
+        The unique index on ``output_claim`` decides races between parallel creations.
+        """
+        try:
+            await self.tasks.insert_one({**doc, "output_claim": doc["filepath"],
+                                         "created": dt.datetime.now(dt.UTC)})
+        except pymongo.errors.DuplicateKeyError:
+            raise OutputTaken(doc["filepath"]) from None
+
+    async def release_output(self, task_id: str) -> None:
+        """The task will not (or no longer) produce its output: the name is free again."""
+        await self.tasks.update_one({"task_id": task_id}, {"$unset": {"output_claim": ""}})
 
     async def get(self, task_id: str) -> dict[str, Any] | None:
         return await self.tasks.find_one({"task_id": task_id}, {"_id": 0})
@@ -34,7 +51,9 @@ class TaskRepository:
     async def output_taken(self, filepath: str) -> bool:
         """Whether an unfinished or finished task already produces ``filepath``."""
         return await self.tasks.find_one(
-            {"filepath": filepath, "state": {"$in": [*ACTIVE, "finished"]}}, {"_id": 1}) is not None
+            {"$or": [{"output_claim": filepath},
+                     {"filepath": filepath, "state": {"$in": [*ACTIVE, "finished"]}}]},
+            {"_id": 1}) is not None
 
     async def finished_before(self, cutoff: dt.datetime) -> list[dict[str, Any]]:
         return await self.tasks.find({"state": "finished", "finished": {"$lt": cutoff}},

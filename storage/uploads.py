@@ -21,7 +21,9 @@ class UploadRepository:
                      info: dict[str, Any]) -> dict[str, Any]:
         doc = {"filepath": filepath, "owner_id": owner_id, "kind": kind, "size": size,
                "width": info.get("width"), "height": info.get("height"),
-               "duration": info.get("duration"), "created": _now()}
+               "duration": info.get("duration"), "frames": info.get("frames"),
+               "faces": info.get("faces"), "photo_check": info.get("photo_check"),
+               "created": _now()}
         await self.uploads.insert_one(dict(doc))
         return doc
 
@@ -34,6 +36,10 @@ class UploadRepository:
         await self.tus.insert_one({"_id": upload_id, "owner_id": owner_id, "username": username,
                                    "length": length, "metadata": metadata, "created": _now(),
                                    "expires": expires, "filepath": None})
+
+    async def tus_open_count(self, owner_id: int) -> int:
+        """How many of the owner's resumable uploads are not finished yet."""
+        return await self.tus.count_documents({"owner_id": owner_id, "filepath": None})
 
     async def tus_get(self, upload_id: str) -> dict[str, Any] | None:
         return await self.tus.find_one({"_id": upload_id})

@@ -26,17 +26,20 @@ class UserRepository:
         self.db = db
 
     async def create(self, username: str, password_hash: str, usertype: int,
-                     phonenumber: str = "", address: str = "") -> int:
+                     phonenumber: str = "", address: str = "", key: str = "") -> int:
         """Insert a user and return its new id; :class:`DuplicateUser` if the name exists.
 
-        The unique index decides races: of many concurrent creations exactly one wins.
+        ``key`` is the name's comparison form (services.accounts.username_key): the unique
+        index on it decides races, and makes ``Alice`` and ``alice`` one name.
         """
-        if await self.users.find_one({"username": username}, {"_id": 1}):
+        key = key or username
+        if await self.users.find_one({"username_key": key}, {"_id": 1}):
             raise DuplicateUser(username)
         user_id = await next_id(self.db, "users")
         try:
             await self.users.insert_one({
-                "id": user_id, "username": username, "password_hash": password_hash,
+                "id": user_id, "username": username, "username_key": key,
+                "password_hash": password_hash,
                 "usertype": usertype, "phonenumber": phonenumber, "address": address,
                 "created": dt.datetime.now(dt.UTC)})
         except pymongo.errors.DuplicateKeyError:
@@ -45,6 +48,14 @@ class UserRepository:
 
     async def by_username(self, username: str) -> dict[str, Any] | None:
         return await self.users.find_one({"username": username})
+
+    async def by_key(self, key: str) -> dict[str, Any] | None:
+        """The user whose name compares equal to ``key`` (see ``username_key``)."""
+        return await self.users.find_one({"username_key": key})
+
+    async def set_disabled(self, user_id: int, disabled: bool) -> bool:
+        result = await self.users.update_one({"id": user_id}, {"$set": {"disabled": disabled}})
+        return result.matched_count == 1
 
     async def by_id(self, user_id: int) -> dict[str, Any] | None:
         return await self.users.find_one({"id": user_id})

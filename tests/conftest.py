@@ -20,6 +20,7 @@ sys.path.insert(0, str(ROOT))
 from conf import Settings  # noqa: E402
 from engine.dispatch import LocalDispatcher  # noqa: E402
 from handlers import make_app  # noqa: E402
+from services.accounts import username_key  # noqa: E402
 from services.context import AppContext  # noqa: E402
 from storage.database import connect, ensure_indexes  # noqa: E402
 from storage.embedded import EmbeddedMongo  # noqa: E402
@@ -63,9 +64,9 @@ def settings(tmp_path: Path, mongo_url: str) -> Settings:
 def ctx(io_loop, settings: Settings) -> Iterator[AppContext]:
     settings.data_path.mkdir(parents=True, exist_ok=True)
     db = connect(settings.mongo_url, settings.db_name, settings.db_timeout_ms)
-    io_loop.run_sync(lambda: ensure_indexes(db))
-    context = AppContext.build(settings, db, LocalDispatcher(settings.workers,
-                                                             io_loop.asyncio_loop))
+    io_loop.run_sync(lambda: ensure_indexes(db, username_key))
+    context = AppContext.build(settings, db, LocalDispatcher(
+        settings.workers, io_loop.asyncio_loop, memory_mb=settings.worker_memory_mb))
     yield context
     io_loop.run_sync(context.tasks.close, timeout=60)
     io_loop.run_sync(lambda: db.client.drop_database(settings.db_name))

@@ -62,7 +62,7 @@ class Server:
         raise AssertionError("server did not become healthy")
 
     def db_pid(self) -> int:
-        return int((self.data_dir / "secantusd.pid").read_text())
+        return int((self.data_dir / "secantusd.pid").read_text().split()[0])
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         assert self.proc is not None

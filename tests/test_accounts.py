@@ -33,7 +33,7 @@ async def test_register_returns_positive_increasing_ids(api):
 async def test_duplicate_name_is_409_with_seed_message(api):
     assert (await api.register("alice"))[0] == 200
     code, body = await api.register("alice", "otherpass")
-    assert code == 409 and body == {"status": 1, "msg": "客户名已经存在"}
+    assert code == 409 and body == {"status": 1, "msg": "客户名已经存在", "code": "name_taken"}
 
 
 @pytest.mark.gen_test(timeout=60)

@@ -75,3 +75,4 @@ def test_fuzzed_requests_never_fail_the_server(case, live):
             raise AssertionError((case.method, case.path, response.status_code,
                                   response.text[:200])) from None
         assert body["status"] in (1, 2) and isinstance(body["msg"], str) and body["msg"]
+        assert re.fullmatch(r"[a-z][a-z0-9_]*", body.get("code") or ""), body
