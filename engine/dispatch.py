@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import multiprocessing
 import os
@@ -34,6 +33,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from engine.errors import Cancelled, EngineError
+from engine.procs import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class Dispatcher(Protocol):
 _worker: dict[str, Any] = {}
 
 
-def _init_worker(slot: int, queue: Any, cancel_flags: Any) -> None:
+def _init_worker(slot: int, queue: Any, cancel_flags: Any, server_pid: int) -> None:
     """Pool initializer: keep the channels and warm the models once per process.
 
     A worker must not outlive a server killed with SIGKILL: it would go on writing a
@@ -93,10 +93,7 @@ def _init_worker(slot: int, queue: Any, cancel_flags: Any) -> None:
     # Swaps are batch work: the event loop answering requests must win the CPU.
     with contextlib.suppress(OSError):
         os.nice(WORKER_NICENESS)
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        if os.getppid() == 1:  # the server died before the line above ran
-            os._exit(1)
+    die_with_parent(server_pid)
     _worker.update(slot=slot, queue=queue, cancel=cancel_flags, pid=os.getpid())
     with contextlib.suppress(Exception):
         from engine.pipeline import preload
@@ -153,8 +150,9 @@ class LocalDispatcher:
     def _executor(self, slot: int) -> ProcessPoolExecutor:
         executor = self._executors[slot]
         if executor is None:
-            executor = ProcessPoolExecutor(1, mp_context=self._mp, initializer=_init_worker,
-                                           initargs=(slot, self._queue, self._cancel))
+            executor = ProcessPoolExecutor(
+                1, mp_context=self._mp, initializer=_init_worker,
+                initargs=(slot, self._queue, self._cancel, os.getpid()))
             self._executors[slot] = executor
         return executor
 
