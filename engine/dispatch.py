@@ -71,6 +71,8 @@ class JobFailed(Exception):
 
 class Dispatcher(Protocol):
     slots: int
+    #: Worker processes lost while running a job, since start (for the metrics).
+    worker_restarts: int
 
     async def run(self, job: Job, on_progress: ProgressCallback) -> dict[str, Any]: ...
 
@@ -142,6 +144,7 @@ class LocalDispatcher:
         self._pids: dict[str, int] = {}
         self._listeners: dict[str, ProgressCallback] = {}
         self._cancelled: set[str] = set()
+        self.worker_restarts = 0
         self._loop = loop or asyncio.get_running_loop()
         self._reader = threading.Thread(target=self._read_queue, name="progress-reader",
                                         daemon=True)
@@ -190,6 +193,7 @@ class LocalDispatcher:
             self._cancel[slot] = seq
             raise
         except BrokenProcessPool:
+            self.worker_restarts += 1  # the slot gets a new process for its next job
             self._discard(slot)
             if job.task_id in self._cancelled:
                 raise Cancelled("the task was cancelled") from None

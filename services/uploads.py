@@ -19,6 +19,7 @@ import engine
 from conf import limits_for
 from services import ServiceError
 from services.accounts import User
+from services.metrics import Metrics
 from storage import MediaStore, Repositories
 
 T = TypeVar("T")
@@ -46,9 +47,10 @@ def check_kind(kind: str) -> str:
 
 
 class UploadService:
-    def __init__(self, repos: Repositories, media: MediaStore) -> None:
+    def __init__(self, repos: Repositories, media: MediaStore, metrics: Metrics) -> None:
         self.repos = repos
         self.media = media
+        self.metrics = metrics
         # Upload disk writes and content probes get threads of their own: on the loop's
         # default executor they would starve motor (which runs its I/O there) and bcrypt.
         self.io = ThreadPoolExecutor(4, thread_name_prefix="upload-io")
@@ -64,9 +66,13 @@ class UploadService:
     def max_bytes(self, user: User) -> int:
         return limits_for(user.usertype).upload_bytes
 
-    async def accept(self, user: User, kind: str, temp: Path, original_name: str
-                     ) -> dict[str, Any]:
-        """Check ``temp`` and file it for ``user``; returns the upload record."""
+    async def accept(self, user: User, kind: str, temp: Path, original_name: str,
+                     transfer_seconds: float | None = None) -> dict[str, Any]:
+        """Check ``temp`` and file it for ``user``; returns the upload record.
+
+        ``transfer_seconds``: how long the bytes took to arrive, for the metrics (the
+        handler knows when the upload began).
+        """
         try:
             check_kind(kind)
             size = temp.stat().st_size
@@ -86,10 +92,14 @@ class UploadService:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
         try:
-            return await self.repos.uploads.record(user.id, filepath, kind, size, info)
+            record = await self.repos.uploads.record(user.id, filepath, kind, size, info)
         except BaseException:
             self.media.remove(filepath)
             raise
+        self.metrics.upload_bytes.labels(kind).observe(size)
+        if transfer_seconds is not None:
+            self.metrics.upload_seconds.labels(kind).observe(max(0.0, transfer_seconds))
+        return record
 
     @staticmethod
     def _probe(kind: str, path: Path) -> dict[str, Any]:

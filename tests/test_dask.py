@@ -176,6 +176,7 @@ async def test_killed_dask_worker_is_retried_then_fails_clearly(ctx, api, testda
     assert dispatcher.worker_pid(task_id) not in (victim, None)  # really run again elsewhere
     view = await wait_state(api, token, task_id, ("finished", "failed"), timeout=90)
     assert view["state"] == "finished", view["progress"]
+    assert dispatcher.worker_restarts == 1  # for the metrics
     print(f"killed worker: task restarted on another worker {rescheduled:.2f} s after kill")
     print(f"killed worker: retried task finished {time.monotonic() - killed:.1f} s after kill")
     assert (ctx.media.root / "alice" / "retried.mp4").stat().st_size > 1000
@@ -188,6 +189,7 @@ async def test_killed_dask_worker_is_retried_then_fails_clearly(ctx, api, testda
     killed = time.monotonic()
     view = await wait_state(api, token, task_id, ("finished", "failed"), timeout=60)
     assert view["state"] == "failed" and view["progress"] == LOST_WORKER, view["progress"]
+    assert dispatcher.worker_restarts == 2
     print(f"killed worker, no retries: failed {time.monotonic() - killed:.2f} s after kill")
     assert not (ctx.media.root / "alice" / "lost.mp4").exists()
     assert not list(ctx.media.tmp.iterdir())
