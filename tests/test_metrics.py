@@ -11,6 +11,7 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
+import tornado.gen
 import tornado.httpserver
 import tornado.websocket
 from prometheus_client.parser import text_string_to_metric_families
@@ -156,6 +157,14 @@ async def test_metrics_and_event_logs_follow_real_uploads_and_swaps(ctx, api, te
     _, first = await swap(api, token, image, long_video, "long")
     _, second = await swap(api, token, image, short_video, "short", quality="fast")
     await wait_state(api, token, first["task_id"], ("running",))
+    view: dict = {}
+    for _ in range(600):  # progress comes after the task's 'running' is in the database
+        _, view = await api.call("POST", "/video/view_task", {"task_id": first["task_id"]},
+                                 token=token)
+        if view.get("frames_done"):
+            break
+        await tornado.gen.sleep(0.1)
+    assert view.get("frames_done"), view
     _, _, body = await scrape(api)
     during = samples(body)
     assert during[("faceswap_queue_length", ())] == 1
