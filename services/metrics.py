@@ -32,6 +32,12 @@ _UPLOAD_SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
 
 class Metrics:
+    """The histograms the services observe into, and the scrape-time gauges.
+
+    Series with labels are created up front at 0 where the label values are known, so
+    a rate or a ratio has both sides from the first scrape on.
+    """
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
@@ -56,7 +62,7 @@ class Metrics:
                               registry=r)
         self._db_up = Gauge("faceswap_database_up",
                             "1 when the database answers a ping, else 0", registry=r)
-        for state in ("finished", "failed", "cancelled"):  # a series from the start, at 0
+        for state in ("finished", "failed", "cancelled"):
             self.task_seconds.labels(state)
         for kind in ("image", "video"):
             self.upload_bytes.labels(kind)
@@ -114,4 +120,3 @@ def event_line(event: str, task_id: str, **fields: object) -> str:
     pairs: dict[str, object] = {"event": event, "task_id": task_id, **fields}
     return " ".join(f"{key}={_value(value)}" for key, value in pairs.items()
                     if value is not None)
-

@@ -5,9 +5,10 @@ view_task and the WebSocket) and is written to MongoDB on every state change and
 most every :data:`DB_WRITE_INTERVAL` seconds in between. On start-up, tasks that an
 earlier run left queued or running are queued again and their partial outputs removed.
 
-Every event of a task (created, requeued, started, cancel requested, finished, failed,
-cancelled, expired) is one log line with its ``task_id`` (:func:`services.metrics.event_line`);
-progress is not logged, it goes to subscribers.
+Every event of a task (created, requeued, started, cancel_requested, finished, failed,
+cancelled, expired; save_failed and internal_error when something goes wrong) is one log
+line with its ``task_id`` (:func:`services.metrics.event_line`). Progress is not logged:
+it goes to subscribers.
 """
 
 from __future__ import annotations
