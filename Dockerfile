@@ -1,13 +1,13 @@
 # One image for every role: the web service (default command), and with another
-# command a Dask scheduler or worker (compose.yaml). Workers need this project's code
-# importable (the swap function is pickled by reference), hence one image, not two.
+# command a Dask scheduler or worker (compose.yaml). The scheduler and the workers import
+# this project (the swap function is pickled by reference), hence one image, not two, with
+# the project installed as `make install` does it.
 FROM python:3.11-slim
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PYTHONPATH=/app
+    PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /app
 # Dependencies first: this layer is rebuilt only when requirements.txt changes. Every
@@ -17,6 +17,9 @@ COPY requirements.txt .
 RUN pip install -r requirements.txt
 
 COPY . .
+# The project itself (pyproject.toml), editable like `make install`: handlers find static/
+# next to the code; the dependencies are the pinned ones installed above.
+RUN pip install --no-deps --no-build-isolation -e .
 
 # Not root. /data is created owned by this user so that a fresh named volume mounted
 # there inherits the ownership; the app and the Dask workers run as the same uid, so

@@ -20,7 +20,6 @@ import secrets
 import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
 
 import conf
 from conf import Settings
@@ -171,5 +170,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     sys.exit(main())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -114,12 +115,28 @@ class Settings:
                 "fails alone (0: no limit)"})
     body_bytes: int = field(default=1024 * 1024, metadata={
         "help": "largest JSON or form request body (uploads have their own limits): 413"})
+    metrics_addresses: str = field(default="", metadata={
+        "help": "comma-separated addresses or networks (e.g. 127.0.0.1,10.0.0.0/24) that may "
+                "read GET /metrics without logging in; empty: administrators only. Matched "
+                "against the connection's peer address, never X-Forwarded-For"})
     debug: bool = field(default=False, metadata={
         "help": "Tornado debug mode (never in production)"})
+
+    def __post_init__(self) -> None:
+        self.metrics_networks  # noqa: B018 - a wrong address fails at start-up, not on a scrape
 
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir).resolve()
+
+    @property
+    def metrics_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """:attr:`metrics_addresses` parsed; a bare address is a network of one."""
+        try:
+            return tuple(ipaddress.ip_network(part.strip(), strict=False)
+                         for part in self.metrics_addresses.split(",") if part.strip())
+        except ValueError as exc:
+            raise ValueError(f"metrics_addresses: {exc}") from None
 
 
 _ENV_PREFIX = "FACESWAP_"

@@ -2,15 +2,26 @@
 
 Progress is a tqdm bar on stderr; success prints one JSON line on stdout;
 failure exits with status 2 and one line on stderr saying why.
+
+When the command ends, however it ends, nothing it started runs on: SIGTERM and
+SIGHUP stop it like Ctrl-C does (the swap cleans up, the helper process is joined),
+the resource tracker that starting the helper brought along is stopped before the
+exit, and a helper whose CLI is killed outright is killed with it by the kernel
+(:mod:`engine.procs`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 from .errors import EngineError
+from .procs import stop_resource_tracker
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,8 +63,33 @@ def _progress_bar():
     return tqdm(total=0, unit="frame", file=sys.stderr, dynamic_ncols=True, leave=False)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _stopped_cleanly() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise KeyboardInterrupt (the swap's own clean-up runs instead of
+    an abrupt exit); on the way out, stop the resource tracker. Handlers are set only
+    from the main thread (``main`` may be called in-process) and restored after."""
+    signals = (signal.SIGTERM, signal.SIGHUP)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = [signal.signal(s, _interrupt) for s in signals] if main_thread else []
+    try:
+        yield
+    finally:
+        for sig, handler in zip(signals, previous, strict=False):
+            signal.signal(sig, handler)
+        stop_resource_tracker()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    with _stopped_cleanly():
+        return _swap(args)
+
+
+def _swap(args: argparse.Namespace) -> int:
     from .pipeline import StageTimes, swap_video
 
     bar = _progress_bar()

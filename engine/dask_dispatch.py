@@ -174,6 +174,7 @@ class DaskDispatcher:
         self._listeners: dict[str, tuple[str, ProgressCallback]] = {}
         self._started: dict[str, dict[str, Any]] = {}  # task_id -> {"pid", "worker"}
         self._cancelled: set[str] = set()
+        self.worker_restarts = 0  # workers lost mid-task: a run started again, or KilledWorker
         self._timers: set[asyncio.TimerHandle] = set()
         self._background: set[asyncio.Task] = set()  # referenced until done (no GC mid-run)
         client.subscribe_topic(TOPIC, self._on_event)
@@ -233,6 +234,8 @@ class DaskDispatcher:
         if listener is None or listener[0] != message.get("token"):
             return  # a late message from a finished run, or another server's task
         if message.get("kind") == "started":
+            if task_id in self._started:  # run again: the worker of the last attempt was lost
+                self.worker_restarts += 1
             self._started[task_id] = {"pid": message.get("pid"),
                                       "worker": message.get("worker")}
         elif message.get("kind") == "progress":
@@ -259,6 +262,7 @@ class DaskDispatcher:
         except (Cancelled, EngineError):
             raise
         except KilledWorker:
+            self.worker_restarts += 1
             raise JobFailed(LOST_WORKER) from None
         except asyncio.CancelledError:  # server shutdown: stop the remote job too
             linger = True

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import multiprocessing
 import os
@@ -34,6 +33,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from engine.errors import Cancelled, EngineError
+from engine.procs import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,8 @@ class JobFailed(Exception):
 
 class Dispatcher(Protocol):
     slots: int
+    #: Worker processes lost while running a job, since start (for the metrics).
+    worker_restarts: int
 
     async def run(self, job: Job, on_progress: ProgressCallback) -> dict[str, Any]: ...
 
@@ -83,7 +85,8 @@ class Dispatcher(Protocol):
 _worker: dict[str, Any] = {}
 
 
-def _init_worker(slot: int, queue: Any, cancel_flags: Any, memory_mb: int = 0) -> None:
+def _init_worker(slot: int, queue: Any, cancel_flags: Any, server_pid: int,
+                 memory_mb: int = 0) -> None:
     """Pool initializer: keep the channels and warm the models once per process.
 
     A worker must not outlive a server killed with SIGKILL: it would go on writing a
@@ -100,10 +103,7 @@ def _init_worker(slot: int, queue: Any, cancel_flags: Any, memory_mb: int = 0) -
     # Swaps are batch work: the event loop answering requests must win the CPU.
     with contextlib.suppress(OSError):
         os.nice(WORKER_NICENESS)
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        if os.getppid() == 1:  # the server died before the line above ran
-            os._exit(1)
+    die_with_parent(server_pid)
     _worker.update(slot=slot, queue=queue, cancel=cancel_flags, pid=os.getpid())
     with contextlib.suppress(Exception):
         from engine.pipeline import preload
@@ -154,6 +154,7 @@ class LocalDispatcher:
         self._pids: dict[str, int] = {}
         self._listeners: dict[str, ProgressCallback] = {}
         self._cancelled: set[str] = set()
+        self.worker_restarts = 0
         self._loop = loop or asyncio.get_running_loop()
         self._reader = threading.Thread(target=self._read_queue, name="progress-reader",
                                         daemon=True)
@@ -162,9 +163,9 @@ class LocalDispatcher:
     def _executor(self, slot: int) -> ProcessPoolExecutor:
         executor = self._executors[slot]
         if executor is None:
-            executor = ProcessPoolExecutor(1, mp_context=self._mp, initializer=_init_worker,
-                                           initargs=(slot, self._queue, self._cancel,
-                                                     self.memory_mb))
+            executor = ProcessPoolExecutor(
+                1, mp_context=self._mp, initializer=_init_worker,
+                initargs=(slot, self._queue, self._cancel, os.getpid(), self.memory_mb))
             self._executors[slot] = executor
         return executor
 
@@ -202,6 +203,7 @@ class LocalDispatcher:
             self._cancel[slot] = seq
             raise
         except BrokenProcessPool:
+            self.worker_restarts += 1  # the slot gets a new process for its next job
             self._discard(slot)
             if job.task_id in self._cancelled:
                 raise Cancelled("the task was cancelled") from None

@@ -8,14 +8,15 @@ around the faces: that crop goes through a shared buffer to a spawned helper
 copies of the crop), which swaps it in place while the calling process
 decodes, tracks and encodes the neighbouring frames.
 
-The helper exits when its pipe closes, also when the task's process dies.
-Processes that may not have children (a daemonic Dask worker) swap in a
-thread instead: :func:`available` says which.
+The helper exits when its pipe closes, and the kernel kills it when the task's
+process dies (:mod:`engine.procs`). Processes that may not have children (a
+daemonic Dask worker) swap in a thread instead: :func:`available` says which.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import signal
 from multiprocessing.connection import Connection
 from typing import NamedTuple
@@ -23,6 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .errors import EngineError
+from .procs import die_with_parent
 from .source import SourceFace
 from .swap import faces_crop, swap_face, swap_faces
 
@@ -49,7 +51,7 @@ class SwapHelper:
         self._slot = (width + 2) * (height + 2) * 3 // 2
         shared = ctx.RawArray("B", self._slot * self.depth)
         self._buf = np.frombuffer(shared, np.uint8)
-        self._proc = ctx.Process(target=_serve, args=(child, shared, self._slot),
+        self._proc = ctx.Process(target=_serve, args=(child, shared, self._slot, os.getpid()),
                                  name="faceswap-helper", daemon=True)
         self._proc.start()
         child.close()
@@ -127,8 +129,9 @@ def _views(buf: np.ndarray, at: int, h: int, w: int) -> tuple[np.ndarray, np.nda
             buf[at + n + q:at + n + 2 * q].reshape(h // 2, w // 2))
 
 
-def _serve(conn: Connection, shared, slot_size: int) -> None:
+def _serve(conn: Connection, shared, slot_size: int, parent: int) -> None:
     """Helper main loop: receive the source once, then swap crops until the pipe closes."""
+    die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     import cv2
 

@@ -7,6 +7,7 @@ import tornado.web
 from handlers.base import BaseHandler
 from handlers.customers import CustomersHandler, HealthHandler, ModifyTypeHandler
 from handlers.media import MediaHandler, PlaybackHandler
+from handlers.metrics import MetricsHandler
 from handlers.page import STATIC_DIR, AssetHandler, IndexHandler, SessionHandler
 from handlers.tasks import (
     CancelTaskHandler,
@@ -32,6 +33,7 @@ def make_app(ctx: AppContext, cookie_secret: str) -> tornado.web.Application:
         (r"/api/mgr/customers/?", CustomersHandler),
         (r"/common/modifytype/?", ModifyTypeHandler),
         (r"/healthz", HealthHandler),
+        (r"/metrics", MetricsHandler),
         (r"/api/session", SessionHandler),
         (r"/video/upload/?", UploadHandler),
         (r"/video/uploads/?(?P<upload_id>[^/]*)", TusHandler),

@@ -230,6 +230,7 @@ class UploadHandler(StreamingBodyHandler):
 
     async def post(self) -> None:
         await self.complete_body()
+        transfer_seconds = self.request.request_time()  # the body is complete
         user = self.require_user()
         assert self.target is not None
         if not self.tail.rstrip(b"\r\n").endswith(b"--"):
@@ -241,7 +242,8 @@ class UploadHandler(StreamingBodyHandler):
             raise ServiceError("username does not match the logged-in user", 403)
         kind = check_kind(values["filetype"])
         record = await self.ctx.uploads.accept(user, kind, self.target.path,
-                                               self.target.multipart_filename or "")
+                                               self.target.multipart_filename or "",
+                                               transfer_seconds)
         self.reply({"status": 0, "filepath": record["filepath"], "upload": _public(record),
                     "warnings": photo_warnings(record)})
 
@@ -413,9 +415,10 @@ class TusHandler(StreamingBodyHandler):
         self.lock.finishing = True
         user = self.require_user()
         name = self.upload["metadata"].get("filename", "")
+        since_creation = (dt.datetime.now(dt.UTC) - self.upload["created"]).total_seconds()
         try:
             record = await self.ctx.uploads.accept(user, self.upload["metadata"]["filetype"],
-                                                   self.part, name)
+                                                   self.part, name, since_creation)
         except ServiceError:
             await self.ctx.repos.uploads.tus_delete(upload_id)
             raise

@@ -12,9 +12,10 @@ from motor.motor_asyncio import AsyncIOMotorDatabase
 from conf import Settings
 from engine.dispatch import Dispatcher
 from services.accounts import AccountService
+from services.metrics import Metrics
 from services.tasks import TaskService
 from services.uploads import UploadService
-from storage import MediaStore, Repositories
+from storage import DatabaseError, MediaStore, Repositories
 from storage.database import ping
 
 
@@ -26,6 +27,7 @@ class AppContext:
     media: MediaStore
     uploads: UploadService
     tasks: TaskService
+    metrics: Metrics
     #: Reports whether the embedded database process is running (None: external DB).
     db_process_alive: Callable[[], bool] | None = field(default=None)
 
@@ -34,10 +36,12 @@ class AppContext:
               db_process_alive: Callable[[], bool] | None = None) -> AppContext:
         repos = Repositories.over(db)
         media = MediaStore(settings.data_path)
-        uploads = UploadService(repos, media, settings)
+        metrics = Metrics()
+        uploads = UploadService(repos, media, settings, metrics)
         return cls(settings=settings, repos=repos, accounts=AccountService(repos, settings),
                    media=media, uploads=uploads,
-                   tasks=TaskService(repos, media, dispatcher, uploads),
+                   tasks=TaskService(repos, media, dispatcher, uploads, metrics),
+                   metrics=metrics,
                    db_process_alive=db_process_alive)
 
     async def health(self) -> tuple[bool, str]:
@@ -49,3 +53,18 @@ class AppContext:
         except TimeoutError:
             ok = False
         return ok, "ok" if ok else "the database does not answer"
+
+    async def metrics_page(self, accept: str) -> tuple[bytes, str]:
+        """``GET /metrics``: ``(body, content type)``; answers with the database down too
+        (``faceswap_database_up 0``, no task counts)."""
+        healthy, _ = await self.health()
+        counts = None
+        if healthy:
+            try:
+                counts = await asyncio.wait_for(self.repos.tasks.count_by_state(), 2.0)
+            except (DatabaseError, TimeoutError):
+                counts = None
+        return self.metrics.render(
+            accept, tasks_by_state=counts, queue_length=len(self.tasks.queue),
+            websocket_clients=self.tasks.subscriber_count(), database_up=healthy,
+            worker_restarts=self.tasks.dispatcher.worker_restarts)

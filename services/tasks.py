@@ -4,6 +4,11 @@ State lives in memory while a task is queued or running (the source of truth for
 view_task and the WebSocket) and is written to MongoDB on every state change and at
 most every :data:`DB_WRITE_INTERVAL` seconds in between. On start-up, tasks that an
 earlier run left queued or running are queued again and their partial outputs removed.
+
+Every event of a task (created, requeued, started, cancel_requested, finished, failed,
+cancelled, expired; save_failed and internal_error when something goes wrong) is one log
+line with its ``task_id`` (:func:`services.metrics.event_line`). Progress is not logged:
+it goes to subscribers.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from engine.dispatch import Dispatcher, Job, JobFailed
 from engine.probe import probe_isolated
 from services import ServiceError
 from services.accounts import User
+from services.metrics import Metrics, event_line
 from services.uploads import UploadService
 from storage import DatabaseError, MediaStore, OutputTaken, PathRefused, Repositories
 
@@ -83,15 +89,19 @@ def _frame_budget(video: dict[str, Any], seconds: float) -> int | None:
     if duration <= seconds:
         return int(frames)
     return max(1, int(frames * seconds / duration))
+def _event(event: str, task: dict[str, Any], level: int = logging.INFO,
+           **fields: object) -> None:
+    log.log(level, event_line(event, task["task_id"], owner=task.get("username"), **fields))
 
 
 class TaskService:
     def __init__(self, repos: Repositories, media: MediaStore, dispatcher: Dispatcher,
-                 uploads: UploadService | None = None) -> None:
+                 uploads: UploadService | None = None, metrics: Metrics | None = None) -> None:
         self.repos = repos
         self.uploads = uploads or UploadService(repos, media)
         self.media = media
         self.dispatcher = dispatcher
+        self.metrics = metrics or self.uploads.metrics
         self.live: dict[str, dict[str, Any]] = {}  # queued and running tasks
         self.queue: list[str] = []  # task ids in arrival order
         self.running: dict[str, asyncio.Task] = {}
@@ -105,10 +115,12 @@ class TaskService:
         for task in tasks:
             self._remove_partial(task["task_id"])
             task.update(state="queued", percent=0.0, frames_done=0, fps=None, eta_s=None)
+            task.pop("started", None)  # the earlier run's; this run sets its own
             await self.repos.tasks.update(task["task_id"], {"state": "queued", "percent": 0.0,
                                                             "frames_done": 0})
             self.live[task["task_id"]] = task
             self.queue.append(task["task_id"])
+            _event("requeued", task)
         if tasks:
             log.info("re-queued %d unfinished task(s) from the last run", len(tasks))
         self._pump()
@@ -126,6 +138,7 @@ class TaskService:
             await self._release(task)
             await self.repos.tasks.update(task["task_id"], {
                 "state": "expired", "error": "the result was deleted after the retention period"})
+            _event("expired", task)
         return len(tasks)
 
     async def close(self) -> None:
@@ -183,6 +196,8 @@ class TaskService:
         task["created"] = dt.datetime.now(dt.UTC)
         self.live[task["task_id"]] = task
         self.queue.append(task["task_id"])
+        _event("created", task, swapname=swapname, quality=quality, many_faces=many_faces,
+               keep_mouth=keep_mouth, queue_length=len(self.queue))
         self._notify(task)
         self._pump()
         return task["task_id"]
@@ -230,6 +245,7 @@ class TaskService:
         task = await self.get(user, task_id)
         if task["state"] not in ("queued", "running"):
             raise ServiceError(f"the task is already {task['state']}", 409, "task_done")
+        _event("cancel_requested", task, state=task["state"], by=user.username)
         if task_id in self.queue:
             self.queue.remove(task_id)
             await self._finish(task, "cancelled", error="the task was cancelled")
@@ -246,6 +262,10 @@ class TaskService:
             callbacks.discard(callback)
             if not callbacks:
                 del self.subscribers[owner_id]
+
+    def subscriber_count(self) -> int:
+        """Live-feed subscribers: one per open /ws/tasks connection."""
+        return sum(len(callbacks) for callbacks in self.subscribers.values())
 
     def _notify(self, task: dict[str, Any]) -> None:
         view = public_view(task)
@@ -285,6 +305,9 @@ class TaskService:
         try:
             task.update(state="running", started=dt.datetime.now(dt.UTC))
             await self._save(task, {"state": "running", "started": task["started"]})
+            queued = (task["started"] - task["created"]).total_seconds() \
+                if isinstance(task.get("created"), dt.datetime) else None
+            _event("started", task, queued_s=queued)
             self._notify(task)
             owner = task["username"]
             job = Job(task_id=task_id,
@@ -308,7 +331,7 @@ class TaskService:
         except asyncio.CancelledError:  # server shutdown: leave it queued for the next start
             raise
         except Exception:
-            log.exception("task %s failed", task_id)
+            log.exception(event_line("internal_error", task_id))
             await self._finish(task, "failed", error="internal error while running the task")
         finally:
             self.running.pop(task_id, None)
@@ -330,13 +353,23 @@ class TaskService:
     async def _finish(self, task: dict[str, Any], state: str, *, error: str | None = None,
                       result: dict[str, Any] | None = None) -> None:
         task.update(state=state, error=error, finished=dt.datetime.now(dt.UTC), eta_s=None)
+        ran = (task["finished"] - task["started"]).total_seconds() \
+            if isinstance(task.get("started"), dt.datetime) else None
+        if ran is not None:
+            self.metrics.task_seconds.labels(state).observe(ran)
         if state == "finished":
             task.update(percent=100.0, frames_done=result.get("frames"),
                         frames_total=result.get("frames"),
                         swapped_frames=result.get("swapped_frames"))
+            if result.get("fps"):
+                self.metrics.task_fps.observe(result["fps"])
+            _event(state, task, seconds=ran, frames=result.get("frames"),
+                   swapped_frames=result.get("swapped_frames"), fps=result.get("fps"))
         else:
             self._remove_partial(task["task_id"])
             await self._release(task)
+            _event(state, task, logging.WARNING if state == "failed" else logging.INFO,
+                   seconds=ran, frames_done=task.get("frames_done"), error=error)
         self.live.pop(task["task_id"], None)
         fields = {key: task.get(key) for key in ("state", "error", "finished", "percent",
                                                  "frames_done", "frames_total", "fps",
@@ -360,5 +393,5 @@ class TaskService:
                 await self.repos.tasks.update(task["task_id"], fields)
                 return
             except DatabaseError:
-                log.warning("could not save task %s (attempt %d)", task["task_id"], attempt + 1)
+                _event("save_failed", task, logging.WARNING, attempt=attempt + 1)
                 await asyncio.sleep(1.0)

@@ -22,6 +22,7 @@ from engine.errors import ProbeRefused
 from engine.probe import ProbeLimits, probe_isolated
 from services import ServiceError
 from services.accounts import User
+from services.metrics import Metrics
 from storage import MediaStore, Repositories
 
 T = TypeVar("T")
@@ -64,10 +65,11 @@ class TusLock:
 
 class UploadService:
     def __init__(self, repos: Repositories, media: MediaStore,
-                 settings: Settings | None = None) -> None:
+                 settings: Settings | None = None, metrics: Metrics | None = None) -> None:
         self.repos = repos
         self.media = media
         self.settings = settings or Settings()
+        self.metrics = metrics or Metrics()
         # Upload disk writes and content probes get threads of their own: on the loop's
         # default executor they would starve motor (which runs its I/O there) and bcrypt.
         self.io = ThreadPoolExecutor(4, thread_name_prefix="upload-io")
@@ -141,9 +143,13 @@ class UploadService:
     def max_bytes(self, user: User) -> int:
         return limits_for(user.usertype).upload_bytes
 
-    async def accept(self, user: User, kind: str, temp: Path, original_name: str
-                     ) -> dict[str, Any]:
-        """Check ``temp`` and file it for ``user``; returns the upload record."""
+    async def accept(self, user: User, kind: str, temp: Path, original_name: str,
+                     transfer_seconds: float | None = None) -> dict[str, Any]:
+        """Check ``temp`` and file it for ``user``; returns the upload record.
+
+        ``transfer_seconds``: how long the bytes took to arrive, for the metrics (the
+        handler knows when the upload began).
+        """
         try:
             check_kind(kind)
             size = temp.stat().st_size
@@ -163,10 +169,14 @@ class UploadService:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
         try:
-            return await self.repos.uploads.record(user.id, filepath, kind, size, info)
+            record = await self.repos.uploads.record(user.id, filepath, kind, size, info)
         except BaseException:
             self.media.remove(filepath)
             raise
+        self.metrics.upload_bytes.labels(kind).observe(size)
+        if transfer_seconds is not None:
+            self.metrics.upload_seconds.labels(kind).observe(max(0.0, transfer_seconds))
+        return record
 
     @staticmethod
     def _probe(kind: str, path: Path, limits: ProbeLimits) -> dict[str, Any]:

@@ -59,6 +59,11 @@ class TaskRepository:
         return await self.tasks.find({"state": "finished", "finished": {"$lt": cutoff}},
                                      {"_id": 0}).to_list(None)
 
+    async def count_by_state(self) -> dict[str, int]:
+        """How many tasks are in each state (for the metrics)."""
+        cursor = self.tasks.aggregate([{"$group": {"_id": "$state", "n": {"$sum": 1}}}])
+        return {row["_id"]: row["n"] async for row in cursor}
+
     async def unfinished(self) -> list[dict[str, Any]]:
         """Tasks a previous run left queued or running, oldest first (restart recovery)."""
         cursor = self.tasks.find({"state": {"$in": list(ACTIVE)}}, {"_id": 0}).sort("created", 1)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,16 +13,16 @@ from typing import Any
 import pytest
 import tornado.httpclient
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from conf import Settings
+from engine.dispatch import LocalDispatcher
+from handlers import make_app
+from services.accounts import username_key
+from services.context import AppContext
+from storage.database import connect, ensure_indexes
+from storage.embedded import EmbeddedMongo
 
-from conf import Settings  # noqa: E402
-from engine.dispatch import LocalDispatcher  # noqa: E402
-from handlers import make_app  # noqa: E402
-from services.accounts import username_key  # noqa: E402
-from services.context import AppContext  # noqa: E402
-from storage.database import connect, ensure_indexes  # noqa: E402
-from storage.embedded import EmbeddedMongo  # noqa: E402
+#: The checkout (the project itself is imported from its installation: `make install`).
+ROOT = Path(__file__).resolve().parent.parent
 
 #: Low bcrypt cost keeps the suite fast; production uses conf's default (12).
 TEST_BCRYPT_ROUNDS = 6

@@ -9,10 +9,15 @@ own asynchronous client, as the server does at start-up.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import re
+import shlex
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +30,7 @@ from conf import Settings, parse
 from engine.dispatch import Job
 from services.context import AppContext
 from storage.database import connect, ensure_indexes
+from storage.embedded import free_port
 from tests.media import talk_clips
 from tests.test_tasks import (
     frame_count,
@@ -35,6 +41,8 @@ from tests.test_tasks import (
     upload,
     wait_state,
 )
+
+ROOT = Path(__file__).resolve().parent.parent
 
 distributed = pytest.importorskip("distributed")
 from engine.dask_dispatch import LOST_WORKER, DaskDispatcher, scheduler_address  # noqa: E402
@@ -168,6 +176,7 @@ async def test_killed_dask_worker_is_retried_then_fails_clearly(ctx, api, testda
     assert dispatcher.worker_pid(task_id) not in (victim, None)  # really run again elsewhere
     view = await wait_state(api, token, task_id, ("finished", "failed"), timeout=90)
     assert view["state"] == "finished", view["progress"]
+    assert dispatcher.worker_restarts == 1  # for the metrics
     print(f"killed worker: task restarted on another worker {rescheduled:.2f} s after kill")
     print(f"killed worker: retried task finished {time.monotonic() - killed:.1f} s after kill")
     assert (ctx.media.root / "alice" / "retried.mp4").stat().st_size > 1000
@@ -180,6 +189,7 @@ async def test_killed_dask_worker_is_retried_then_fails_clearly(ctx, api, testda
     killed = time.monotonic()
     view = await wait_state(api, token, task_id, ("finished", "failed"), timeout=60)
     assert view["state"] == "failed" and view["progress"] == LOST_WORKER, view["progress"]
+    assert dispatcher.worker_restarts == 2
     print(f"killed worker, no retries: failed {time.monotonic() - killed:.2f} s after kill")
     assert not (ctx.media.root / "alice" / "lost.mp4").exists()
     assert not list(ctx.media.tmp.iterdir())
@@ -227,48 +237,148 @@ async def test_engine_errors_from_a_worker_keep_their_message(ctx, tmp_path):
     assert str(raised.value) and "Dask" not in str(raised.value)
 
 
-def test_server_process_with_executor_flag_runs_a_swap(cluster, testdata, clips,
-                                                       tmp_path) -> None:
-    """``server.py --executor dask://...`` as a real child process: the wiring in
-    open_context, not just the dispatcher."""
+def documented_commands() -> dict[str, list[str]]:
+    """The ``dask scheduler`` and ``dask worker`` command lines of docs/scaling.md, as words."""
+    text = (ROOT / "docs" / "scaling.md").read_text()
+    commands: dict[str, list[str]] = {}
+    for line in text.replace("\\\n", " ").splitlines():
+        if line.startswith(".venv/bin/dask "):
+            words = shlex.split(line)
+            commands.setdefault(words[1], words)
+    return commands
+
+
+def start_documented(words: list[str], ports: dict[str, int], folder: Path
+                     ) -> subprocess.Popen:
+    """Run a documented command with this venv's own executable, loopback addresses and
+    free ``ports`` for the documented ones, from a folder outside the checkout and without
+    PYTHONPATH: what it imports must come from the installed project."""
+    mapped = {"SCHEDULER": "127.0.0.1", "WORKER": "127.0.0.1",
+              **{doc: str(free) for doc, free in ports.items()}}
+    pattern = re.compile("|".join(map(re.escape, mapped)))
+    argv = [str(Path(sys.executable).with_name("dask"))]
+    argv += [pattern.sub(lambda m: mapped[m.group(0)], word) for word in words[1:]]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    log = open(folder / f"{words[1]}.log", "wb")  # noqa: SIM115 - closed with the process
+    try:
+        return subprocess.Popen(argv, cwd=folder, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    finally:
+        log.close()
+
+
+def log_tails(folder: Path) -> str:
+    return "\n".join(f"{log.name}: {log.read_text()[-1500:]}" for log in folder.glob("*.log"))
+
+
+def listening_addresses(procs: list[subprocess.Popen]) -> set[str]:
+    """The addresses that any process of these commands' process groups listens on."""
+    import psutil
+
+    groups = {proc.pid for proc in procs}
+    found = set()
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if os.getpgid(process.pid) in groups:
+                found |= {c.laddr.ip for c in process.net_connections("inet")
+                          if c.status == psutil.CONN_LISTEN}
+    return found
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM to the command's own process group (a worker's nanny has children), then
+    SIGKILL what is left after a bounded wait."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+
+
+def swap_over_http(server, image: bytes, clip: bytes, swapname: str) -> dict:
+    """Register, upload a face and a clip, start a swap and poll it to an end state."""
     import urllib.request
 
     from tests.media import multipart
-    from tests.serverproc import Server, request
+    from tests.serverproc import request
 
-    address = cluster.scheduler_address.replace("tcp://", "dask://")
-    server = Server(tmp_path / "data").start("--executor", address)
+    body = {"username": "carol", "password": "secret123"}
+    assert request(server.port, "/api/mgr/customers",
+                   {"action": "add_customer", "data": body})[0] == 200
+    _, reply = request(server.port, "/api/mgr/customers", {"action": "login", "data": body})
+    token = reply["token"]
+    paths = []
+    for kind, name, content in (("image", "face.jpg", image), ("video", "clip.mp4", clip)):
+        data, ctype = multipart({"filetype": kind}, "file", name, content)
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{server.port}/video/upload", data=data,
+            headers={"Content-Type": ctype, "Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            paths.append(json.loads(resp.read())["filepath"])
+    code, reply = request(server.port, "/video/faceswap", {
+        "imagepath": paths[0], "videopath": paths[1], "swapname": swapname,
+        "quality": "fast"}, token=token)
+    assert code == 200, reply
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        _, view = request(server.port, "/video/view_task", {"task_id": reply["task_id"]},
+                          token=token)
+        if view["state"] in ("finished", "failed", "cancelled"):
+            break
+        time.sleep(0.1)
+    return view
+
+
+def test_cluster_started_as_documented_runs_a_swap_through_the_server(testdata, clips,
+                                                                      tmp_path) -> None:
+    """docs/scaling.md's ``dask scheduler`` and ``dask worker`` as separate processes of
+    this venv, and ``server.py --executor dask://...`` as a real child process: the task
+    graph is unpickled by a scheduler that is not this test's process, so the project
+    must be installed, not merely on this process's sys.path."""
+    from tests.serverproc import Server
+
+    commands = documented_commands()
+    assert set(commands) >= {"scheduler", "worker"}, commands
+    assert "--executor dask://SCHEDULER:8786" in (ROOT / "docs" / "scaling.md").read_text()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    ports = {"8786": free_port(), "8787": free_port()}
+    port = ports["8786"]
+    procs = [start_documented(commands["scheduler"], ports, elsewhere)]
+    server = None
     try:
-        body = {"username": "carol", "password": "secret123"}
-        assert request(server.port, "/api/mgr/customers",
-                       {"action": "add_customer", "data": body})[0] == 200
-        _, reply = request(server.port, "/api/mgr/customers", {"action": "login", "data": body})
-        token = reply["token"]
-        paths = []
-        for kind, name, content in (("image", "face.jpg",
-                                     (testdata / "face_woman.jpg").read_bytes()),
-                                    ("video", "clip.mp4", clips["short"])):
-            data, ctype = multipart({"filetype": kind}, "file", name, content)
-            req = urllib.request.Request(
-                f"http://127.0.0.1:{server.port}/video/upload", data=data,
-                headers={"Content-Type": ctype, "Authorization": f"Bearer {token}"})
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                paths.append(json.loads(resp.read())["filepath"])
-        code, reply = request(server.port, "/video/faceswap", {
-            "imagepath": paths[0], "videopath": paths[1], "swapname": "viaflag",
-            "quality": "fast"}, token=token)
-        assert code == 200, reply
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            _, view = request(server.port, "/video/view_task", {"task_id": reply["task_id"]},
-                              token=token)
-            if view["state"] in ("finished", "failed", "cancelled"):
-                break
-            time.sleep(0.1)
+        procs.append(start_documented(commands["worker"], ports, elsewhere))
+        with distributed.Client(f"tcp://127.0.0.1:{port}", timeout=60) as client:
+            for _ in range(60):  # bounded; a worker that cannot import the project exits
+                assert all(p.poll() is None for p in procs), log_tails(elsewhere)
+                with contextlib.suppress(distributed.TimeoutError):
+                    client.wait_for_workers(2, timeout=2)
+                    break
+            workers = client.scheduler_info()["workers"]
+        assert len(workers) == 2, log_tails(elsewhere)
+        assert all(w.startswith("tcp://127.0.0.1:") for w in workers), workers
+        listening = listening_addresses(procs)
+        assert listening and listening <= {"127.0.0.1"}, listening
+        server = Server(tmp_path / "data").start("--executor", f"dask://127.0.0.1:{port}")
+        view = swap_over_http(server, (testdata / "face_woman.jpg").read_bytes(),
+                              clips["short"], "documented")
         assert view["state"] == "finished", view["progress"]
-        assert (tmp_path / "data" / "media" / "carol" / "viaflag.mp4").stat().st_size > 1000
+        out = tmp_path / "data" / "media" / "carol" / "documented.mp4"
+        source = tmp_path / "in.mp4"
+        source.write_bytes(clips["short"])
+        assert frame_count(out) == frame_count(source)
     finally:
-        assert server.stop() == 0
+        if server is not None:
+            assert server.stop() == 0
+        for proc in reversed(procs):
+            stop_group(proc)
+    scheduler_log = (elsewhere / "scheduler.log").read_text()
+    assert "deserializ" not in scheduler_log.lower(), scheduler_log[-3000:]
+    assert "ModuleNotFoundError" not in scheduler_log + (elsewhere / "worker.log").read_text()
 
 
 @pytest.mark.gen_test(timeout=60)

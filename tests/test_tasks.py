@@ -235,6 +235,8 @@ async def test_killed_worker_fails_one_task_and_the_next_succeeds(ctx, api, test
     os.kill(ctx.tasks.dispatcher.worker_pid(task_id), signal.SIGKILL)
     view = await wait_state(api, token, task_id, ("failed", "finished"))
     assert view["state"] == "failed" and "crash" in view["progress"]
+    page, _ = await ctx.metrics_page("")
+    assert b"\nfaceswap_worker_restarts_total 1.0\n" in page
     assert not list(ctx.media.tmp.iterdir())
     _, short_video = None, await upload(api, token, "video", "s.mp4", clips["short"])
     code, reply = await swap(api, token, image, short_video, "after", quality="fast")
