@@ -23,6 +23,7 @@ BLINK = (0.12, 0.38)
 
 def face_mask(box: tuple[int, int, int, int], pts: np.ndarray, poly: np.ndarray, io: float, *,
               keep_mouth: float, eyes: tuple[float, float] = (0.0, 0.0),
+              eyeballs: tuple[float, float] = (0.0, 0.0),
               feather: float = 0.12, shrink: float = 0.05) -> np.ndarray:
     """Feathered alpha (float32 0..1: 1 is the photo's face) at half resolution of ``box``.
 
@@ -69,9 +70,16 @@ def face_mask(box: tuple[int, int, int, int], pts: np.ndarray, poly: np.ndarray,
     # The target's eye region shows during a blink. Its eyeballs always
     # showing (its gaze) was tried: ear_corr 0.33 -> 0.46 on talk_480sq with
     # the woman's photo, but identity on the stage clip fell from 0.6 to 0.3.
-    for (lo, hi), w in zip(((36, 42), (42, 48)), eyes, strict=True):
+    # Only while the target opens an eye much wider than the photo's (see
+    # ``eyes_wider``) do its eyeballs show: the photo's lids and lashes
+    # stretched over a wide-open eye smeared into dark sockets.
+    for (lo, hi), w, b in zip(((36, 42), (42, 48)), eyes, eyeballs, strict=True):
         if w > 0.02:
             fill(_eye_region(pts, lo, hi), w)
+        if b > 0.02:
+            e = pts[lo:hi]
+            c = e.mean(0)
+            fill(c + (e - c) * 1.1, b)
     if hole.min() < 255:
         hole = cv2.GaussianBlur(hole, (0, 0), max(0.5, io * fx * 0.05))
         mask = cv2.multiply(mask, hole, scale=1.0 / 255.0)
@@ -109,6 +117,16 @@ def eye_closure(pts: np.ndarray, ref: tuple[float, float] | None) -> tuple[float
     for lo, r in zip((36, 42), ref, strict=True):
         closure = 1.0 - eye_aspect(pts[lo:lo + 6]) / max(r, 1e-3)
         t = min(1.0, max(0.0, (closure - BLINK[0]) / BLINK[1]))
+        out.append(t * t * (3.0 - 2.0 * t))
+    return out[0], out[1]
+
+
+def eyes_wider(pts: np.ndarray, photo: tuple[float, float]) -> tuple[float, float]:
+    """How much of the target's own eyeballs to show (0..1 per eye): by how much
+    wider than the photo's eye (``photo``: its eye aspect ratios) the target opens it."""
+    out = []
+    for lo, r in zip((36, 42), photo, strict=True):
+        t = min(1.0, max(0.0, (eye_aspect(pts[lo:lo + 6]) / max(r, 1e-3) - 1.2) / 0.4))
         out.append(t * t * (3.0 - 2.0 * t))
     return out[0], out[1]
 

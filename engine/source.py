@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from . import models
+from .blend import eye_aspect
 from .colorspace import bgr_to_lab8, bgr_to_yuv
 from .detect import detect_faces
 from .errors import EngineError
@@ -72,6 +73,8 @@ class SourceFace:
     #: covers the forehead in the photo (a fringe), see :func:`forehead_keep`.
     keep: np.ndarray | None = None
     has_cut: bool = False  # False when keep is all 255 (nothing to leave out: skipped)
+    #: The photo's left and right eye aspect ratios (``blend.eyes_wider``).
+    eye_ratios: tuple[float, float] = (0.3, 0.3)
     #: The photo's findings (``{"code", "msg"}``, see :mod:`engine.photo`).
     warnings: list = field(default_factory=list)
     #: A turned photo: which half of the face is hidden (-1: the half of
@@ -307,7 +310,8 @@ def load_source(path: str, levels: int | None = None) -> SourceFace:
         hidden = -1 if report.yaw < 0 else 1
     return SourceFace(bgr=np.ascontiguousarray(crop), pts=pts, mesh=mesh,
                       tris=triangulate(mesh), mouth_gap=mouth_gap(pts),
-                      warnings=[w.as_dict() for w in report.warnings], hidden_side=hidden)
+                      warnings=[w.as_dict() for w in report.warnings], hidden_side=hidden,
+                      eye_ratios=(eye_aspect(pts[36:42]), eye_aspect(pts[42:48])))
 
 
 def check_source_face(path: str) -> list[dict]:

@@ -50,7 +50,8 @@ def swap_face(y: np.ndarray, u: np.ndarray, v: np.ndarray, target: np.ndarray,
     io = float(np.hypot(*(dst[36:42].mean(0) - dst[42:48].mean(0))))
     keep = _keep(src, maps, hidden) if src.has_cut else None
     alpha = blend.face_mask(box, dst, poly_d, io, keep_mouth=1.0 if keep_mouth else 0.0,
-                            eyes=blend.eye_closure(target, eye_ref))
+                            eyes=blend.eye_closure(target, eye_ref),
+                            eyeballs=blend.eyes_wider(target, src.eye_ratios))
     if keep is not None:
         alpha *= keep
     occ = blend.occluders(base_y, base_uv, box, target, io)
