@@ -107,7 +107,9 @@ function sessionLost() {
 
 function renderWhoami() {
   if (!state.user) return;
-  $("whoami").textContent = t("whoami", { name: state.user.username, type: typeName(state.user.usertype) });
+  const who = t("whoami", { name: state.user.username, type: typeName(state.user.usertype) });
+  $("whoami").textContent = who;
+  $("whoami").title = who; // cut short on a phone
 }
 
 function renderLimits() {
