@@ -7,7 +7,7 @@ import { api, setSessionLost } from "./js/api.js";
 import { showError, showInfo, clearNotices, renderNotices } from "./js/notices.js";
 import { bindDialog, renderDialog } from "./js/dialog.js";
 import { bindUploads, restoreUploads, resetSlot, renderSlot, renderResumeHint, renderDuration } from "./js/uploads.js";
-import { updateStart, onStart, fillDefaultName } from "./js/start.js";
+import { updateStart, onStart, fillDefaultName, newSwapname } from "./js/start.js";
 import { loadTasks, connectWs, disconnect, renderTasks, clearTasks, mergeTask, cancelTask } from "./js/tasks.js";
 import { onPlayerError, stopPlayer } from "./js/media.js";
 import { bindAdmin, loadCustomers, renderCustomers } from "./js/admin.js";
@@ -21,13 +21,13 @@ function applyLang() {
   $("lang").value = state.lang;
   renderWhoami();
   renderLimits();
-  renderNotices();
   renderDialog();
   for (const slot of Object.values(slots)) renderSlot(slot);
   renderResumeHint();
   renderDuration();
   renderTasks();
   renderCustomers();
+  renderNotices(); // after the rows they may sit in
   updateStart();
 }
 
@@ -232,9 +232,10 @@ function bindEvents() {
   window.addEventListener("hashchange", () => { clearNotices(); route(); });
   window.addEventListener("online", () => { if (state.user && !state.ws) connectWs(); });
   window.addEventListener("faceswap:session", () => { refreshSession().catch(() => {}); });
+  window.addEventListener("faceswap:conn", updateStart);
 }
 
 // Exposed for tests and debugging only.
-window.faceswapPage = { state: state, slots: slots, mergeTask: mergeTask };
+window.faceswapPage = { state: state, slots: slots, mergeTask: mergeTask, newSwapname: newSwapname };
 
 boot();

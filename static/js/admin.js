@@ -44,7 +44,7 @@ async function changeType(c, sel, btn) {
     showInfo(msg("type_changed", { name: c.username, type: msg("type_" + newtype) }));
   } catch (e) {
     // The server kept the old type: show that, not the refused choice.
-    if (!e.handled) showError(msg("err_type_change", { name: c.username, type: msg("type_" + c.usertype), msg: e.msg }), "admin-error");
+    if (!e.handled) showError(msg("err_type_change", { name: c.username, type: msg("type_" + c.usertype), msg: e.msg }), "type-error-" + c.id);
   } finally {
     sel.disabled = false;
     sel.value = String(c.usertype);
@@ -82,7 +82,11 @@ export function renderCustomers() {
     btn.setAttribute("aria-label", t("change_type") + " " + c.username);
     sel.addEventListener("change", () => { btn.disabled = Number(sel.value) === c.usertype; });
     btn.addEventListener("click", () => changeType(c, sel, btn));
-    tdType.append(sel, btn);
+    const err = el("p", "field-error");
+    err.id = "type-error-" + c.id;
+    err.setAttribute("role", "alert");
+    err.hidden = true;
+    tdType.append(sel, btn, err);
     tr.append(tdType);
     tr.append(cell("", c.phonenumber || "", t("phone")));
     tr.append(cell("", c.address || "", t("email")));

@@ -133,6 +133,12 @@ export function fmtDate(iso) {
   return d.toLocaleString(state.lang === "zh" ? "zh-CN" : "en");
 }
 
+/** A server warning ({code, msg}) in the page's language; its English msg is never shown. */
+export function warningMessage(w) {
+  const code = w && typeof w.code === "string" ? w.code : "";
+  return msg(hasText("warn_" + code) ? "warn_" + code : "warn_other");
+}
+
 export function typeName(n) {
   return USERTYPES.includes(n) ? t("type_" + n) : String(n);
 }

@@ -28,7 +28,8 @@ export function fillDefaultName() {
 export function updateStart() {
   const name = $("swapname").value.trim();
   let hint = null;
-  if (slots.face.busy || slots.video.busy) hint = "hint_uploading";
+  if (state.unreachable) hint = "hint_unreachable";
+  else if (slots.face.busy || slots.video.busy) hint = "hint_uploading";
   else if (!slots.face.filepath) hint = slots.face.refused ? "hint_face_refused" : "hint_need_face";
   else if (!slots.video.filepath) hint = slots.video.refused ? "hint_video_refused" : "hint_need_video";
   else if (!SWAPNAME_RE.test(name)) hint = "err_swapname";

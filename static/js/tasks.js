@@ -1,7 +1,7 @@
 /* The user's tasks: the list, the current task's card, cancelling, and live progress over
  * the WebSocket with view_task polling as the fallback; "server unreachable" when neither
  * gets an answer. */
-import { $, state, t, msg, render, el, fmtTime, fmtDate, POLL_MS, TERMINAL, KNOWN_STATES, hasText } from "./core.js";
+import { $, state, t, msg, render, el, warningMessage, fmtTime, fmtDate, POLL_MS, TERMINAL, KNOWN_STATES, hasText } from "./core.js";
 import { api } from "./api.js";
 import { showError, showInfo, clearNotices } from "./notices.js";
 import { confirmAction } from "./dialog.js";
@@ -42,6 +42,7 @@ export function mergeTask(m, taskId) {
     if (m[k] !== undefined && m[k] !== null) task[k] = m[k];
   }
   if (typeof m.code === "string") task.code = m.code;
+  if (Array.isArray(m.warnings)) task.warnings = m.warnings;
   if (typeof m.error_code === "string") task.code = m.error_code;
   if (m.status === 1) {
     task.state = "finished";
@@ -114,6 +115,7 @@ export function renderTask(task) {
     row.progress = el("progress", "task-progress");
     row.progress.max = 100;
     row.detail = el("p", "task-detail");
+    row.warnings = el("ul", "warnings");
     row.created = el("p", "task-created");
     const actions = el("div", "task-actions");
     row.cancel = el("button", "secondary small task-cancel");
@@ -125,7 +127,7 @@ export function renderTask(task) {
     row.download = el("a", "button small secondary task-download");
     row.download.setAttribute("download", "");
     actions.append(row.play, row.download, row.cancel);
-    row.li.append(head, row.progress, row.detail, row.created, actions);
+    row.li.append(head, row.progress, row.detail, row.warnings, row.created, actions);
     state.rows.set(task.task_id, row);
   }
   const active = !TERMINAL.has(task.state);
@@ -139,6 +141,8 @@ export function renderTask(task) {
   row.progress.setAttribute("aria-label", t("swap_progress") + " " + task.swapname);
   row.detail.textContent = problem ? render(problem) : (active ? progressDetail(task, true) : "");
   row.detail.classList.toggle("error", task.state === "failed");
+  row.warnings.replaceChildren(...(task.warnings || []).map((w) => el("li", "", render(warningMessage(w)))));
+  row.warnings.hidden = !(task.warnings && task.warnings.length);
   row.created.textContent = fmtDate(task.created);
   row.cancel.textContent = t("cancel");
   row.cancel.setAttribute("aria-label", t("cancel") + " " + task.swapname);
@@ -274,6 +278,7 @@ export function renderConn() {
   if (state.user && hasActive()) text = down ? t("conn_unreachable") : (state.wsLive ? t("conn_live") : t("conn_polling"));
   $("conn-state").textContent = text;
   $("conn-state").classList.toggle("error", down);
+  window.dispatchEvent(new Event("faceswap:conn")); // the Start button depends on it
   if (state.currentId && state.tasks.has(state.currentId)) renderCurrent();
 }
 

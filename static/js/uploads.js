@@ -1,7 +1,7 @@
 /* The two file slots (face photo, video): choosing or dropping a file, checks before
  * upload, multipart and tus (resumable) uploads with progress, cancel, and the memory
  * of finished uploads across a reload of the tab. */
-import { $, state, slots, t, msg, render, reveal, fmtBytes, fmtTime, fmtLimit, TUS_THRESHOLD, TUS_CHUNK } from "./core.js";
+import { $, state, slots, t, msg, render, reveal, el, warningMessage, fmtBytes, fmtTime, fmtLimit, TUS_THRESHOLD, TUS_CHUNK } from "./core.js";
 import { ApiError, errorMessage, xsrfToken } from "./api.js";
 import { showInfo, clearNotices } from "./notices.js";
 import { confirmAction } from "./dialog.js";
@@ -59,6 +59,9 @@ export function renderSlot(slot) {
   box.classList.toggle("error", !!(slot.status && slot.status.error));
   box.setAttribute("role", slot.status && slot.status.error ? "alert" : "status");
   if (slot.progress) $(slot.name + "-progress-text").textContent = render(slot.progress);
+  const list = $(slot.name + "-warnings");
+  list.replaceChildren(...(slot.warnings || []).map((w) => el("li", "", render(warningMessage(w)))));
+  list.hidden = !(slot.warnings && slot.warnings.length);
 }
 
 export function resetSlot(slot) {
@@ -67,6 +70,7 @@ export function resetSlot(slot) {
   slot.busy = false;
   slot.abort = null;
   slot.progress = null;
+  slot.warnings = [];
   slot.choice = (slot.choice || 0) + 1; // callbacks of an earlier choice are ignored
   $(slot.name + "-up").hidden = true;
   setSlotStatus(slot, null);
@@ -159,9 +163,10 @@ async function upload(slot, file, choice) {
   renderResumeHint();
   try {
     const useTus = window.tus && window.tus.isSupported && file.size >= TUS_THRESHOLD;
-    const filepath = useTus ? await uploadTus(slot, file) : await uploadMultipart(slot, file);
+    const answer = useTus ? await uploadTus(slot, file) : await uploadMultipart(slot, file);
     if (slot.choice !== choice || slot.refused) return; // refused meanwhile (too long)
-    slot.filepath = filepath;
+    slot.filepath = answer.filepath;
+    slot.warnings = Array.isArray(answer.warnings) ? answer.warnings : [];
     slot.filename = file.name;
     $(slot.name + "-progress").value = 100;
     setSlotStatus(slot, msg("uploaded", { name: file.name }));
@@ -220,7 +225,7 @@ function uploadMultipart(slot, file) {
       let data = null;
       try { data = JSON.parse(xhr.responseText); } catch (e) { data = null; }
       const ok = xhr.status >= 200 && xhr.status < 300 && data && data.status === 0;
-      if (ok && data.filepath) resolve(data.filepath);
+      if (ok && data.filepath) resolve(data);
       else if (ok) reject(new ApiError(msg("err_no_filepath"), xhr.status, data));
       else reject(new ApiError(errorMessage(data, xhr.status, UPLOAD_CONTEXT), xhr.status, data));
     };
@@ -288,7 +293,7 @@ function uploadTus(slot, file) {
           } catch (e) { /* reported below */ }
         }
         finished = true;
-        if (filepath) resolve(filepath);
+        if (filepath) resolve({ filepath: filepath });
         else reject(new ApiError(msg("err_no_filepath"), 0));
       },
       onError: (err) => fail(tusError(err)),
