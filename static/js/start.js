@@ -5,6 +5,12 @@ import { api } from "./api.js";
 import { showError, showInfo, clearNotices } from "./notices.js";
 import { mergeTask, renderCurrent, startPolling } from "./tasks.js";
 
+/** Refusal codes that say which file cannot be used: Start stays off until it is replaced. */
+const FILE_CODES = {
+  face: ["no_face_in_photo", "photo_face_too_small", "photo_face_too_turned", "photo_too_large", "not_an_image"],
+  video: ["too_long", "not_a_video", "video_too_large", "too_many_samples", "bad_timestamps"],
+};
+
 /** A default output name no task of this page has: swap_YYYYMMDD_HHMMSS, then _2, _3...
  *  when several are made within one second. */
 export function newSwapname() {
@@ -72,6 +78,10 @@ export async function onStart(ev) {
   } catch (e) {
     if (!e.handled) {
       showError(msg("err_start", { msg: e.msg }), "start-error");
+      const code = e.data && e.data.code;
+      for (const [name, codes] of Object.entries(FILE_CODES)) {
+        if (codes.includes(code)) window.dispatchEvent(new CustomEvent("faceswap:refused", { detail: { slot: name, message: e.msg } }));
+      }
       // A default name someone else took meanwhile: offer a fresh one.
       if (e.code === 409 && swapname === state.defaultName) fillDefaultName();
     }

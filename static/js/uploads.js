@@ -371,6 +371,11 @@ export function bindUploads() {
     $(slot.name + "-abort").addEventListener("click", () => onAbort(slot));
     bindDrop(slot);
   }
+  // The server refused a file at start (its code names which one).
+  window.addEventListener("faceswap:refused", (ev) => {
+    const slot = slots[ev.detail.slot];
+    if (slot && slot.filepath) refuse(slot, ev.detail.message);
+  });
   // A file dropped next to a zone would make the browser leave the page for it.
   window.addEventListener("dragover", (ev) => ev.preventDefault());
   window.addEventListener("drop", (ev) => ev.preventDefault());
