@@ -143,6 +143,17 @@ def _check_page(base: str) -> None:
         f"GET / did not return the page (Content-Type {ctype!r})")
 
 
+ERRORS_JS = """
+  const out = [];
+  const banner = document.getElementById('msg');
+  if (banner && !banner.hidden) out.push(document.getElementById('msg-text').textContent);
+  for (const e of document.querySelectorAll('.field-error, .file-status.error')) {
+    if (!e.hidden && e.textContent && !e.closest('[hidden]')) out.push(e.textContent);
+  }
+  return out.join(' | ');
+"""
+
+
 class Browser:
     """A thin helper around the Selenium driver for the page's ids."""
 
@@ -184,10 +195,14 @@ class Browser:
                        "return e ? e.textContent : null;", element_id) or ""
 
     def message(self) -> str:
-        """The error banner's text, '' while hidden."""
-        return self.js("const m = document.getElementById('msg');"
-                       "return m && !m.hidden ? document.getElementById('msg-text').textContent"
-                       " : '';") or ""
+        """Every error the page shows ('' if none): the banner, the error line next to a
+        control, a refused file's status line."""
+        return self.js(ERRORS_JS) or ""
+
+    def error_at(self, element_id: str) -> str:
+        """The text of one error place, '' while hidden."""
+        return self.js("const e = document.getElementById(arguments[0]);"
+                       "return e && !e.hidden ? e.textContent : '';", element_id) or ""
 
     def type(self, element_id: str, text: str) -> None:
         field = self.el(element_id)

@@ -7,6 +7,7 @@ The tests of this module share one browser and one server and run in file order.
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.error
 import urllib.request
@@ -16,6 +17,7 @@ import pytest
 from tests.e2e.conftest import Browser
 
 PASSWORD = "e2e-secret-1"
+CJK = re.compile(r"[\u3400-\u9fff]")
 
 
 @pytest.fixture(scope="module")
@@ -57,12 +59,14 @@ def test_register_validation_shows_message(browser: Browser) -> None:
     browser.type("reg-password", "whatever1")
     browser.type("reg-password2", "whatever1")
     browser.el("register-submit").click()
-    assert "3–32" in browser.message()
+    assert "3–32" in browser.error_at("register-error")  # next to the form that caused it
+    assert browser.el("reg-username").get_attribute("aria-invalid") == "true"
     browser.type("login-username", "nobody_here")
     browser.type("login-password", "wrong-password")
     browser.el("login-submit").click()
-    browser.wait_js("return document.getElementById('msg').hidden === false && "
-                    "document.getElementById('msg-text').textContent.length > 0")
+    browser.wait_js("return !document.getElementById('login-error').hidden")
+    assert browser.error_at("login-error") == "用户名或密码错误。"
+    assert not browser.error_at("register-error")  # the earlier action's notice is gone
     assert browser.visible("login-form")  # still logged out, with a message
     browser.shot("02_login_failed")
 
@@ -236,6 +240,9 @@ def test_cancel_a_running_task(browser: Browser, user: str, media) -> None:
                               ".find(x => x.swapname === 'e2e_cancelled'); return t && t.task_id")
     row = f"#tasks li[data-task-id='{task_id}']"
     browser.js(f"document.querySelector(\"{row} .task-cancel\").click()")
+    browser.wait_js("return document.getElementById('confirm').open")  # asks first
+    assert "e2e_cancelled" in browser.text("confirm-text")
+    browser.el("confirm-yes").click()
     browser.wait_js(f"return document.querySelector(\"{row}\").dataset.state === 'cancelled'", 30)
     assert browser.js(f"return document.querySelector(\"{row} .task-cancel\").hidden")
     assert not browser.message(), browser.message()
@@ -261,17 +268,32 @@ def test_failed_swap_shows_its_message(browser: Browser, user: str, media) -> No
         browser.type("swapname", "e2e_no_face")
         browser.el("start").click()
         # Refused at start (the server checks the photo) or failed while running.
-        browser.wait_js("return !document.getElementById('msg').hidden || "
+        browser.wait_js("return !document.getElementById('start-error').hidden || "
                         "document.querySelector(\"#tasks li[data-state='failed']\")", 100)
         failed = browser.js("return document.querySelector(\"#tasks li[data-state='failed'] "
                             ".task-detail\")?.textContent")
         if failed is not None:
             assert failed
-            browser.wait_js("return !document.getElementById('msg').hidden")
-        assert browser.el("start").is_enabled()  # the person can try again
+            browser.wait_js("return !document.getElementById('current-error').hidden")
+        else:  # refused at start: said under the Start button
+            assert browser.error_at("start-error")
+        # Refused by its code (API version 2): the photo is marked and Start waits for
+        # another one; without a code the person can try again at once.
+        refused = browser.js("return window.faceswapPage.slots.face.refused === true")
+        assert browser.el("start").is_enabled() != refused
     message = browser.message()
-    assert message and "face" in message, message
+    # In the page's language, never the server's English sentence.
+    assert message and "人脸" in message and "face" not in message, message
     browser.shot("11_swap_failed")
+    from selenium.webdriver.support.ui import Select
+
+    Select(browser.el("lang")).select_by_value("en")  # the shown error follows the switch
+    try:
+        message = browser.message()
+        assert "face" in message and not CJK.search(message), message
+        browser.shot("11_swap_failed_en")
+    finally:
+        Select(browser.el("lang")).select_by_value("zh")
 
 
 def test_upload_progress_shows_percent_and_speed(browser: Browser, user: str, media) -> None:
