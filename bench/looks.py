@@ -10,7 +10,8 @@ the box found in the input frame. Then:
   output vs input, in inter-ocular distances (expression followed: target <= 0.05);
 * ``ear_corr``: correlation over frames of the eye aspect ratio, output vs input, where
   the input's varies (std >= 0.02; blinks followed: target >= 0.85);
-* ``mar_err``: median |mouth opening out - in|, inner-lip gap / mouth width (<= 0.04);
+* ``mar_err``: median |mouth opening out - in|, inner-lip gap / mouth width (<= 0.04;
+  ``engine.photo.mouth_ratio``);
 * ``sharp_ratio``: median Laplacian variance inside the face hull, output / input
   (detail of the frame: 0.6 to 1.6);
 * ``blotch``: median chroma spread (CIELAB a*, b* standard deviation) in the cheeks,
@@ -31,8 +32,10 @@ import cv2
 import numpy as np
 
 from engine import models
+from engine.blend import eye_aspect
 from engine.detect import detect_faces
-from engine.landmarks import predict_landmarks
+from engine.landmarks import interocular, predict_landmarks
+from engine.photo import mouth_ratio
 
 EXPRESSION = np.r_[17:27, 36:48, 48:68]
 CHEEKS = ([1, 2, 3, 4, 48, 31, 40, 41, 36], [15, 14, 13, 12, 54, 35, 47, 46, 45])
@@ -40,22 +43,7 @@ CHEEKS = ([1, 2, 3, 4, 48, 31, 40, 41, 36], [15, 14, 13, 12, 54, 35, 47, 46, 45]
 
 def eye_ratio(pts: np.ndarray) -> float:
     """Eye aspect ratio (lid gap over eye width), mean of both eyes."""
-    out = []
-    for lo in (36, 42):
-        e = pts[lo:lo + 6]
-        gap = np.linalg.norm(e[1] - e[5]) + np.linalg.norm(e[2] - e[4])
-        out.append(gap / (2.0 * np.linalg.norm(e[0] - e[3]) + 1e-6))
-    return float(np.mean(out))
-
-
-def mouth_ratio(pts: np.ndarray) -> float:
-    """Inner-lip gap over mouth width."""
-    gap = np.linalg.norm(pts[[61, 62, 63]] - pts[[67, 66, 65]], axis=1).mean()
-    return float(gap / (np.linalg.norm(pts[54] - pts[48]) + 1e-6))
-
-
-def interocular(pts: np.ndarray) -> float:
-    return float(np.linalg.norm(pts[36:42].mean(0) - pts[42:48].mean(0))) + 1e-6
+    return 0.5 * (eye_aspect(pts[36:42]) + eye_aspect(pts[42:48]))
 
 
 def _hull_mask(shape: tuple[int, int], pts: np.ndarray) -> np.ndarray:

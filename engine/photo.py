@@ -144,6 +144,7 @@ def _fold(a: float) -> float:
 
 
 def mouth_ratio(pts: np.ndarray) -> float:
+    """Inner-lip gap over mouth width (0: closed; a wide smile with teeth ~0.2)."""
     gap = np.linalg.norm(pts[[61, 62, 63]] - pts[[67, 66, 65]], axis=1).mean()
     return float(gap / (np.linalg.norm(pts[54] - pts[48]) + 1e-6))
 
@@ -256,8 +257,8 @@ def _teeth(bgr: np.ndarray, pts: np.ndarray) -> bool:
     sel = m.astype(bool)
     if sel.sum() < 20:
         return False
-    hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)[sel]
-    lip = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)[_lip_mask(bgr.shape[:2], pts)]
+    full = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)
+    hsv, lip = full[sel], full[_lip_mask(bgr.shape[:2], pts)]
     if len(lip) < 20:
         return False
     bright = (hsv[:, 2] > np.median(lip[:, 2]) * 1.15) & (hsv[:, 1] < np.median(lip[:, 1]) * 0.7)
