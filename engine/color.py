@@ -40,34 +40,43 @@ def match_colour(src_y: np.ndarray, src_uv: np.ndarray, tgt_y: np.ndarray, tgt_u
     sigma = max(0.8, face_px * LUMA_SIGMA / (2.0 * k))  # in pixels of the small planes
     area = cv2.INTER_AREA
     # Masked (normalised) blurs: blur(img*mask)/blur(mask), at the small size;
-    # the mask rides as the target's fourth channel, so one blur does the
-    # target and one the source. Luma is decimated 2x by striding first: it
-    # is blurred heavily anyway.
+    # the mask rides as the target's second channel. Luma is decimated 2x by
+    # striding first: it is blurred heavily anyway.
     m = cv2.resize(mask_half[:ch, :cw], small, interpolation=area)
-    t3 = cv2.resize(cv2.merge([tgt_y[:2 * ch:2, :2 * cw:2], tgt_uv[:ch, :cw]]), small,
-                    interpolation=area)
-    s3 = cv2.resize(cv2.merge([src_y[:2 * ch:2, :2 * cw:2], src_uv[:ch, :cw]]), small,
-                    interpolation=area)
-    mm = m[..., None]
-    tm, sm = t3.astype(np.float32) * mm, s3.astype(np.float32) * mm
-    lt4 = cv2.GaussianBlur(cv2.merge([tm, m]), (0, 0), sigma)
-    ls = cv2.GaussianBlur(sm[..., 0], (0, 0), sigma) / np.maximum(lt4[..., 3], 1e-3)
-    lt = lt4[..., 0] / np.maximum(lt4[..., 3], 1e-3)
+    t1 = cv2.resize(tgt_y[:2 * ch:2, :2 * cw:2], small, interpolation=area).astype(np.float32)
+    s1 = cv2.resize(src_y[:2 * ch:2, :2 * cw:2], small, interpolation=area).astype(np.float32)
+    lt2 = cv2.GaussianBlur(cv2.merge([t1 * m, m]), (0, 0), sigma)
+    den_y = np.maximum(lt2[..., 1], 1e-3)
+    lt = lt2[..., 0] / den_y
+    ls = cv2.GaussianBlur(s1 * m, (0, 0), sigma) / den_y
     # Chroma by offset over a narrower blur: the skin colour of the scene,
     # and the photo's blush, make-up and coloured light left out (they are
-    # broader than this); only the photo's fine colour detail stays.
-    sc = sigma * CHROMA_SIGMA
-    ltc = cv2.GaussianBlur(cv2.merge([tm[..., 1:], m]), (0, 0), sc)
-    den = np.maximum(ltc[..., 2:], 1e-3)
-    off = ltc[..., :2] / den - cv2.GaussianBlur(sm[..., 1:], (0, 0), sc) / den
+    # broader than this); only the photo's fine colour detail stays. Worked
+    # out on planes twice as fine as the luma's (a blur this narrow needs them).
+    kc = max(1, (k + 1) // 2)
+    cch, ccw = hh // kc * kc, hw // kc * kc
+    fine = (ccw // kc, cch // kc)
     ratio = np.clip((lt - 16.0) / np.maximum(ls - 16.0, 4.0), 0.25, 4.0)
+    # Relit colour is intensity times chromaticity: where the luma is raised
+    # (the photo's shadows), the chroma's distance from grey is raised with it;
+    # raising the luma alone left a photo's shadow as a grey stripe.
+    ratio_c = _grow(cv2.resize(ratio, (cw, ch), interpolation=cv2.INTER_LINEAR), hh, hw)
+    uv = cv2.subtract(src_uv, 128, dtype=cv2.CV_32F)
+    uv *= ratio_c[..., None]
+    uv += 128.0
+    mc = cv2.resize(mask_half[:cch, :ccw], fine, interpolation=area)
+    tc = cv2.resize(tgt_uv[:cch, :ccw], fine, interpolation=area).astype(np.float32)
+    scr = cv2.resize(uv[:cch, :ccw], fine, interpolation=area)
+    sc = max(0.8, face_px * LUMA_SIGMA * CHROMA_SIGMA / (2.0 * kc))
+    ltc = cv2.GaussianBlur(cv2.merge([tc * mc[..., None], mc]), (0, 0), sc)
+    den = np.maximum(ltc[..., 2:], 1e-3)
+    off = (ltc[..., :2] - cv2.GaussianBlur(scr * mc[..., None], (0, 0), sc)) / den
     ratio = _grow(cv2.resize(ratio, (cw * 2, ch * 2), interpolation=cv2.INTER_LINEAR),
                   hh * 2, hw * 2)
     y = cv2.subtract(src_y, 16, dtype=cv2.CV_32F)
     y = cv2.multiply(y, ratio)
     y += 16.0
-    uv = src_uv.astype(np.float32)
-    uv += _grow(cv2.resize(off, (cw, ch), interpolation=cv2.INTER_LINEAR), hh, hw)
+    uv += _grow(cv2.resize(off, (ccw, cch), interpolation=cv2.INTER_LINEAR), hh, hw)
     return y, uv
 
 
