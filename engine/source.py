@@ -66,7 +66,6 @@ class SourceFace:
     pts: np.ndarray  # (68, 2) landmarks in the crop
     mesh: np.ndarray  # mesh vertices in the crop (landmarks + brows + ring)
     tris: np.ndarray  # (T, 3) triangles over the mesh vertices
-    mouth_gap: float  # lip opening / jaw width in the photo (0: closed, no inner mouth to show)
     y: np.ndarray | None = None
     uv: np.ndarray | None = None
     #: uint8 (255: use the photo) at chroma resolution: 0 over hair that
@@ -309,7 +308,7 @@ def load_source(path: str, levels: int | None = None) -> SourceFace:
         # The nose points toward the hidden half (see photo.head_pose's sign).
         hidden = -1 if report.yaw < 0 else 1
     return SourceFace(bgr=np.ascontiguousarray(crop), pts=pts, mesh=mesh,
-                      tris=triangulate(mesh), mouth_gap=mouth_gap(pts),
+                      tris=triangulate(mesh),
                       warnings=[w.as_dict() for w in report.warnings], hidden_side=hidden,
                       eye_ratios=(eye_aspect(pts[36:42]), eye_aspect(pts[42:48])))
 

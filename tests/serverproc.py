@@ -69,6 +69,14 @@ class Server:
         self.proc.send_signal(sig)
         return self.proc.wait(30)
 
+    def stop_if_running(self) -> None:
+        """Stop a server a test left running (SIGTERM, then SIGKILL if it hangs)."""
+        if self.proc and self.proc.poll() is None:
+            try:
+                self.stop()
+            except subprocess.TimeoutExpired:
+                self.stop(signal.SIGKILL)
+
 
 def alive(pid: int) -> bool:
     try:

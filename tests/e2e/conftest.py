@@ -11,10 +11,10 @@ Screenshots and browser logs go to ``artifacts/e2e/`` (ignored by git).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -124,11 +124,7 @@ def site(browser_ok, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]
         _check_page(f"http://127.0.0.1:{srv.port}")
         yield Site(f"http://127.0.0.1:{srv.port}", admin)
     finally:
-        if srv.proc and srv.proc.poll() is None:
-            try:
-                srv.stop()
-            except subprocess.TimeoutExpired:
-                srv.stop(signal.SIGKILL)
+        srv.stop_if_running()
 
 
 def _check_page(base: str) -> None:
@@ -208,6 +204,21 @@ class Browser:
         field = self.el(element_id)
         field.clear()
         field.send_keys(text)
+
+    @contextlib.contextmanager
+    def network(self, *, offline: bool = False, upload_bytes_per_s: int = -1,
+                latency_ms: int = 0) -> Iterator[None]:
+        """Emulate a slow or absent network (Chrome DevTools) inside the block."""
+        self.d.execute_cdp_cmd("Network.enable", {})
+        self.d.execute_cdp_cmd("Network.emulateNetworkConditions", {
+            "offline": offline, "latency": latency_ms, "downloadThroughput": -1,
+            "uploadThroughput": upload_bytes_per_s})
+        try:
+            yield
+        finally:
+            self.d.execute_cdp_cmd("Network.emulateNetworkConditions", {
+                "offline": False, "latency": 0, "downloadThroughput": -1,
+                "uploadThroughput": -1})
 
     def shot(self, name: str) -> Path:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)

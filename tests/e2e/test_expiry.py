@@ -6,8 +6,6 @@ label, no progress bar, no Cancel, no polling."""
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 import time
 import urllib.request
 import uuid
@@ -87,11 +85,7 @@ def site(browser_ok, media, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         OWNER.append(name)
         yield Site(base, None)
     finally:
-        if srv.proc and srv.proc.poll() is None:
-            try:
-                srv.stop()
-            except subprocess.TimeoutExpired:
-                srv.stop(signal.SIGKILL)
+        srv.stop_if_running()
 
 
 @pytest.mark.parametrize("lang, label, detail", [

@@ -298,11 +298,7 @@ def test_failed_swap_shows_its_message(browser: Browser, user: str, media) -> No
 
 def test_upload_progress_shows_percent_and_speed(browser: Browser, user: str, media) -> None:
     browser.open("/")
-    browser.d.execute_cdp_cmd("Network.enable", {})
-    browser.d.execute_cdp_cmd("Network.emulateNetworkConditions", {
-        "offline": False, "latency": 20, "downloadThroughput": -1,
-        "uploadThroughput": 40 * 1024})
-    try:
+    with browser.network(upload_bytes_per_s=40 * 1024, latency_ms=20):
         browser.el("face-file").send_keys(str(media["photo"]))
         text = browser.wait_js(
             "const t = document.getElementById('face-progress-text').textContent;"
@@ -313,9 +309,6 @@ def test_upload_progress_shows_percent_and_speed(browser: Browser, user: str, me
         assert "%" in text
         assert browser.el("face-abort").is_enabled()
         assert not browser.el("face-file").is_enabled()  # greyed while uploading
-    finally:
-        browser.d.execute_cdp_cmd("Network.emulateNetworkConditions", {
-            "offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
     browser.wait_js("return !!window.faceswapPage.slots.face.filepath", 60)
     assert not browser.message(), browser.message()
 

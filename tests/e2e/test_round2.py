@@ -169,11 +169,7 @@ def test_refused_file_disables_start_and_same_file_again(browser: Browser, user:
     browser.shot("r2_refused_video_en")
     browser.js("window.faceswapPage.state.limits.video_seconds = 60")
     # Cancel an upload (asks first), then choose the same file again: it uploads.
-    browser.d.execute_cdp_cmd("Network.enable", {})
-    browser.d.execute_cdp_cmd("Network.emulateNetworkConditions", {
-        "offline": False, "latency": 20, "downloadThroughput": -1,
-        "uploadThroughput": 40 * 1024})
-    try:
+    with browser.network(upload_bytes_per_s=40 * 1024, latency_ms=20):
         browser.el("video-file").send_keys(str(media["clip"]))
         browser.wait_js("return window.faceswapPage.slots.video.busy === true")
         browser.el("video-abort").click()
@@ -188,9 +184,6 @@ def test_refused_file_disables_start_and_same_file_again(browser: Browser, user:
         browser.el("confirm-yes").click()
         browser.wait_js("return !window.faceswapPage.slots.video.busy")
         assert browser.text("video-status") == "Upload cancelled."
-    finally:
-        browser.d.execute_cdp_cmd("Network.emulateNetworkConditions", {
-            "offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
     browser.el("video-file").send_keys(str(media["clip"]))  # the same file again
     browser.wait_js("return !!window.faceswapPage.slots.video.filepath", 60)
     assert browser.el("start").is_enabled()
@@ -324,19 +317,13 @@ def test_server_unreachable_is_said(browser: Browser, user: str, media) -> None:
         return fake;
       };
       window.faceswapPage.state.ws.close();""")
-    browser.d.execute_cdp_cmd("Network.enable", {})
-    browser.d.execute_cdp_cmd("Network.emulateNetworkConditions", {
-        "offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
-    try:
+    with browser.network(offline=True):
         browser.wait_js("return !document.getElementById('conn-banner').hidden", 20)
         assert browser.text("conn-banner-text") == "Server unreachable; retrying automatically…"
         assert browser.text("conn-state") == "Server unreachable; retrying automatically…"
         assert "left" not in browser.text("current-detail")  # no frozen time left
         assert browser.el("start").get_attribute("disabled") is not None  # cannot work now
         browser.shot("r2_unreachable_en")
-    finally:
-        browser.d.execute_cdp_cmd("Network.emulateNetworkConditions", {
-            "offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
     browser.wait_js("return document.getElementById('conn-banner').hidden", 20)  # recovered
     assert "unreachable" not in browser.text("conn-state")
     browser.el("current-cancel").click()

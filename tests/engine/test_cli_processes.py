@@ -55,7 +55,11 @@ class Cli:
 
     def watch(self) -> list[tuple[int, str, str]]:
         members = group(self.proc.pid)
-        self.seen.update({pid: cmd for pid, _, cmd in members if pid != self.proc.pid})
+        for pid, _, cmd in members:
+            # A zombie (or a process not yet exec'd) reads an empty command line:
+            # it must not hide what the same pid was seen running.
+            if pid != self.proc.pid and (cmd or pid not in self.seen):
+                self.seen[pid] = cmd
         return members
 
     def helpers_seen(self) -> list[int]:
