@@ -18,16 +18,21 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from .errors import Cancelled, EngineError
 
-__all__ = ["Cancelled", "EngineError", "check_source_face", "probe_image", "probe_video",
-           "swap_video"]
+__all__ = ["Cancelled", "EngineError", "check_source_face", "find_people", "preview_frame",
+           "probe_image", "probe_video", "swap_video"]
 
 
 def swap_video(image_path: str, video_path: str, out_path: str, *, many_faces: bool = False,
                keep_mouth: bool = False, quality: str = "balanced", max_height: int | None = None,
                max_frames: int | None = None,
                progress: Callable[[int, int, float], None] | None = None,
-               should_cancel: Callable[[], bool] | None = None) -> dict:
+               should_cancel: Callable[[], bool] | None = None,
+               target: list[float] | None = None,
+               source_box: list[int] | None = None) -> dict:
     """Swap the largest face of the image into the video; see :mod:`engine.pipeline`.
+
+    ``target``: the descriptor of the only person to swap, ``source_box`` the box
+    of the photo's face to use (both from :func:`find_people`).
 
     Returns ``{"frames", "swapped_frames", "seconds", "fps", "width", "height"}``;
     raises :class:`EngineError` / :class:`Cancelled`. ``out_path`` is written
@@ -38,7 +43,24 @@ def swap_video(image_path: str, video_path: str, out_path: str, *, many_faces: b
 
     return run(image_path, video_path, out_path, many_faces=many_faces, keep_mouth=keep_mouth,
                quality=quality, max_height=max_height, max_frames=max_frames,
-               progress=progress, should_cancel=should_cancel)
+               progress=progress, should_cancel=should_cancel,
+               target=None if target is None else list(target),
+               source_box=None if source_box is None else list(source_box))
+
+
+def find_people(path: str, **options) -> list[dict]:
+    """The distinct people of a photo or video (see :mod:`engine.people`), as dicts:
+    ``share, first_s, last_s, box, descriptor, thumbnail`` (JPEG bytes), ``seen``."""
+    from .people import find_people as run
+
+    return [p.as_dict() for p in run(path, **options)]
+
+
+def preview_frame(image_path: str, video_path: str, at_s: float, **options) -> dict:
+    """One frame of the swap at ``at_s`` (see :mod:`engine.preview`)."""
+    from .preview import preview_frame as run
+
+    return run(image_path, video_path, at_s, **options)
 
 
 def probe_video(path: str) -> dict:

@@ -58,6 +58,10 @@ class Job:
     quality: str = "balanced"
     max_height: int | None = None
     max_frames: int | None = None
+    #: The only person to swap (a descriptor from ``engine.people``), and the box of
+    #: the photo's face to use; None: the largest face of each.
+    target: tuple[float, ...] | None = None
+    source_box: tuple[int, ...] | None = None
 
 
 #: ``(frames_done, frames_total, fps, sent_at)``; ``sent_at`` is the worker's

@@ -68,3 +68,39 @@ def obj(data: dict[str, Any], name: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ServiceError(f"field '{name}' must be an object")
     return value
+
+
+def number(data: dict[str, Any], name: str, *, required: bool = True, default: float = 0.0,
+           minimum: float | None = None, maximum: float | None = None) -> float:
+    """A finite JSON number (or its decimal text, from a form)."""
+    import math
+
+    value = data.get(name)
+    if value is None or value == "":
+        if required:
+            raise ServiceError(f"missing field '{name}'")
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ServiceError(f"field '{name}' must be a number")
+    try:
+        value = float(value) if len(str(value)) <= 32 else math.nan
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise ServiceError(f"field '{name}' must be a number")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ServiceError(f"field '{name}' must be between {minimum} and {maximum}")
+    return value
+
+
+def face_id(data: dict[str, Any], name: str) -> str | None:
+    """An optional ``face_id`` (``/video/faces``): a string of digits or an integer."""
+    value = data.get(name)
+    if value is None or value == "":
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**6:
+        return str(value)
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 6:
+        return value
+    raise ServiceError(f"field '{name}' must be a face_id from /video/faces", 400,
+                       "bad_face_id")

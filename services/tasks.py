@@ -30,6 +30,7 @@ from engine.dispatch import Dispatcher, Job, JobFailed
 from engine.probe import probe_isolated
 from services import ServiceError
 from services.accounts import User
+from services.faces import FaceService
 from services.metrics import Metrics, event_line
 from services.uploads import UploadService
 from storage import DatabaseError, MediaStore, OutputTaken, PathRefused, Repositories
@@ -68,7 +69,8 @@ def public_view(task: dict[str, Any]) -> dict[str, Any]:
 def listing_view(task: dict[str, Any]) -> dict[str, Any]:
     view = public_view(task)
     view.update({key: task.get(key) for key in ("imagepath", "videopath", "many_faces",
-                                                "keep_mouth", "quality", "error")})
+                                                "keep_mouth", "quality", "error",
+                                                "target_face", "source_face")})
     view["progress_percent"] = 100.0 if task["state"] == "finished" else task.get("percent", 0.0)
     created = task.get("created")
     view["created"] = created.isoformat() if isinstance(created, dt.datetime) else created
@@ -96,8 +98,11 @@ def _event(event: str, task: dict[str, Any], level: int = logging.INFO,
 
 class TaskService:
     def __init__(self, repos: Repositories, media: MediaStore, dispatcher: Dispatcher,
-                 uploads: UploadService | None = None, metrics: Metrics | None = None) -> None:
+                 uploads: UploadService | None = None, metrics: Metrics | None = None,
+                 faces: FaceService | None = None) -> None:
         self.repos = repos
+        #: The kept people of files (``target_face`` / ``source_face``); None: refused.
+        self.faces = faces
         self.uploads = uploads or UploadService(repos, media)
         self.media = media
         self.dispatcher = dispatcher
@@ -149,7 +154,8 @@ class TaskService:
     # -- requests ---------------------------------------------------------------------
     async def create(self, user: User, imagepath: str, videopath: str, swapname: str, *,
                      many_faces: bool = False, keep_mouth: bool = False,
-                     quality: str = "balanced") -> str:
+                     quality: str = "balanced", target_face: str | None = None,
+                     source_face: str | None = None) -> str:
         if not SWAPNAME_RE.fullmatch(swapname):
             raise ServiceError("swapname must be 1-64 letters, digits, CJK or _ - . characters, "
                                "not starting or ending with a dot", 400, "bad_swapname")
@@ -178,7 +184,8 @@ class TaskService:
         check = image.get("photo_check")
         if check is None:  # an upload recorded before photos were checked at upload
             check = await self._check_photo(user, image["path"])
-        if not check["ok"]:  # judged by the bounded probe process, never in the server
+        chosen = await self.chosen_faces(user, imagepath, videopath, target_face, source_face)
+        if not check["ok"] and source_face is None:  # judged by the bounded probe process
             raise ServiceError(check["msg"], 400, check["code"])
         task = {"task_id": secrets.token_hex(8), "owner_id": user.id,
                 "username": user.username, "usertype": user.usertype,
@@ -187,7 +194,7 @@ class TaskService:
                 "quality": quality, "state": "queued", "percent": 0.0, "frames_done": 0,
                 "frames_total": None, "fps": None, "eta_s": None, "error": None,
                 "max_frames": _frame_budget(video, limits.video_seconds),
-                "warnings": check.get("warnings") or []}
+                "warnings": check.get("warnings") or [], **chosen}
         try:
             await self.repos.tasks.create(dict(task))
         except OutputTaken:
@@ -201,6 +208,30 @@ class TaskService:
         self._notify(task)
         self._pump()
         return task["task_id"]
+
+    async def chosen_faces(self, user: User, imagepath: str, videopath: str,
+                           target_face: Any = None, source_face: Any = None
+                           ) -> dict[str, Any]:
+        """The task fields of a chosen person: ``target_face`` of the video (its descriptor
+        goes to the engine as ``target``) and ``source_face`` of the photo (its box goes
+        as ``source_box``). Kept in the task, so it runs (and is retried) as created
+        even if the file's faces are forgotten meanwhile."""
+        out: dict[str, Any] = {}
+        if target_face is None and source_face is None:
+            return out
+        if self.faces is None:
+            raise ServiceError("choosing a face is not available", 400, "bad_request")
+        if target_face is not None:
+            face = await self.faces.choice(user, videopath, target_face, "target_face")
+            out.update(target_face=face["face_id"], target=face["descriptor"])
+        if source_face is not None:
+            face = await self.faces.choice(user, imagepath, source_face, "source_face")
+            out.update(source_face=face["face_id"], source_box=face["box"])
+        return out
+
+    async def own_upload(self, user: User, filepath: str, kind: str) -> dict[str, Any]:
+        """The caller's upload record of ``kind`` with its ``path`` (404/403/400 otherwise)."""
+        return await self._own_upload(user, filepath, kind)
 
     async def _check_photo(self, user: User, path: Path) -> dict[str, Any]:
         """The engine's verdict on a source photo, from the bounded probe process:
@@ -317,7 +348,9 @@ class TaskService:
                       many_faces=task["many_faces"], keep_mouth=task["keep_mouth"],
                       quality=task["quality"],
                       max_height=limits_for(task["usertype"]).output_height,
-                      max_frames=task.get("max_frames"))
+                      max_frames=task.get("max_frames"),
+                      target=tuple(task["target"]) if task.get("target") else None,
+                      source_box=tuple(task["source_box"]) if task.get("source_box") else None)
             result = await self.dispatcher.run(job, lambda *p: self._progress(task, *p))
             self.media.place(self._temp_output(task_id), task["filepath"])
             self._remove_partial(task_id)

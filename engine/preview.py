@@ -1,0 +1,159 @@
+"""One frame of a swap, before the task: ``preview_frame(photo, video, at_s, ...)``.
+
+The frame goes through the task's own code: the same quality table, source
+preparation (:func:`engine.source.load_source`), tracker (:func:`pipeline.make_tracker`,
+also with ``target``), descriptor thunks and :func:`engine.swap.swap_faces`, with the
+track's eye reference. What differs is only where the tracker starts: a task has
+followed the face since the first frame, a preview follows it from ``warmup_s``
+before ``at_s`` (the track's landmark smoothing settles within a few frames and
+its eye reference needs 5), so the previewed face is the task's within the
+tracker's frame-to-frame jitter.
+
+Cost, bounded for an interactive answer: the decoder seeks to the keyframe before
+the warm-up window and decodes from there, skipping non-reference frames until the
+window; the window's frames are tracked, the last one swapped. Prepared photos are
+kept (a few, keyed by path, size and modification time): a user previews several
+moments with one photo.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import threading
+import time
+from collections import OrderedDict
+
+import av
+import cv2
+
+from .colorspace import matrix_for
+from .decode import VideoReader, planes
+from .errors import EngineError
+from .pipeline import QUALITIES, _describer, make_tracker
+from .source import SourceFace, load_source
+from .swap import swap_faces
+
+#: Seconds of video tracked before the previewed frame.
+WARMUP_S = 1.0
+#: Prepared photos kept per process.
+SOURCE_CACHE = 4
+JPEG_QUALITY = 90
+
+_sources: OrderedDict[tuple, SourceFace] = OrderedDict()
+_lock = threading.Lock()
+
+
+def _source(path: str, levels: int | None, box: list[int] | None) -> SourceFace:
+    """A fresh copy of the prepared photo (the swap changes its planes once per task)."""
+    info = os.stat(path)
+    key = (path, info.st_size, info.st_mtime_ns, levels, tuple(box) if box else None)
+    with _lock:
+        cached = _sources.get(key)
+        if cached is not None:
+            _sources.move_to_end(key)
+    if cached is None:
+        cached = load_source(path, levels=levels, face_box=box)
+        with _lock:
+            _sources[key] = cached
+            while len(_sources) > SOURCE_CACHE:
+                _sources.popitem(last=False)
+    return copy.deepcopy(cached)
+
+
+def _jpeg(frame: av.VideoFrame, path: str) -> None:
+    ok, data = cv2.imencode(".jpg", frame.to_ndarray(format="bgr24"),
+                            [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise EngineError("the preview could not be encoded")
+    tmp = path + ".part"
+    with open(tmp, "wb") as fh:
+        fh.write(data.tobytes())
+    os.replace(tmp, path)
+
+
+def preview_frame(image_path: str, video_path: str, at_s: float, *, preview_path: str,
+                  original_path: str, many_faces: bool = False, keep_mouth: bool = False,
+                  quality: str = "balanced", max_height: int | None = None,
+                  target: list[float] | None = None, source_box: list[int] | None = None,
+                  warmup_s: float = WARMUP_S) -> dict:
+    """Swap the frame at ``at_s`` seconds; write it and the unswapped frame as JPEGs.
+
+    Options are :func:`engine.pipeline.swap_video`'s. Returns ``{"at_s", "width",
+    "height", "faces", "warnings", "seconds"}`` (``faces``: faces swapped in the
+    frame; ``at_s``: the time of the frame shown). A time past the end shows the
+    last frame. Raises :class:`EngineError`.
+    """
+    if quality not in QUALITIES:
+        raise EngineError(f"unknown quality {quality!r} (use fast, balanced or high)")
+    started = time.monotonic()
+    opts = QUALITIES[quality]
+    source = _source(image_path, opts["levels"], source_box)
+    reader = VideoReader(video_path, max_height=max_height)
+    cv_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        stream = reader.stream
+        tb = float(reader.time_base)
+        start = stream.start_time or 0
+        window = max(0.0, at_s - warmup_s)
+        if window > 0:
+            reader.container.seek(start + int(window / tb), stream=stream, backward=True,
+                                  any_frame=False)
+        tracker = make_tracker(opts, many_faces, target)
+        ctx = stream.codec_context
+        ctx.skip_frame = "NONREF"
+        matrix = None
+        index = 0
+        last: tuple[av.VideoFrame, float, list] | None = None
+        done = False
+        try:
+            for packet in reader.container.demux(stream):
+                for frame in packet.decode():
+                    if frame.pts is None:
+                        continue
+                    t = (frame.pts - start) * tb
+                    if t < window - 0.5 / float(reader.rate or 30):
+                        continue
+                    ctx.skip_frame = "DEFAULT"
+                    if matrix is None:  # as VideoReader.frames reads the first frame
+                        rot = int(round(float(frame.rotation or 0) / 90.0)) * 90 % 360
+                        reader.rotation = rot or reader.rotation
+                        reader.colorspace = _colorspace(frame)
+                    frame = reader._convert(frame)
+                    if matrix is None:
+                        matrix = matrix_for(reader.colorspace, frame.height)
+                        source.to_yuv(matrix)
+                    y, u, v = planes(frame)
+                    tracks = tracker.step(y, index, describe=_describer(y, u, v, matrix))
+                    index += 1
+                    last = (frame, t, tracks)
+                    if t + 0.5 / float(reader.rate or 30) >= at_s:
+                        done = True
+                        break
+                if done:
+                    break
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            raise EngineError("the video is corrupt or truncated") from exc
+        if last is None:
+            raise EngineError("the video has no decodable frame at that time")
+        frame, t, tracks = last
+        _jpeg(frame, original_path)
+        faces = [tr.pts.copy() for tr in tracks]
+        if faces:
+            frame.make_writable()
+            y, u, v = planes(frame)
+            swap_faces(y, u, v, faces, source, morph=opts["morph"], keep_mouth=keep_mouth,
+                       eye_refs=[tr.eye_ref for tr in tracks])
+        _jpeg(frame, preview_path)
+    finally:
+        reader.close()
+        cv2.setNumThreads(cv_threads)
+    return {"at_s": round(t, 3), "width": frame.width, "height": frame.height,
+            "faces": len(faces), "warnings": list(source.warnings),
+            "seconds": round(time.monotonic() - started, 3)}
+
+
+def _colorspace(frame: av.VideoFrame) -> int | None:
+    return int(frame.colorspace or 0) or None
+
