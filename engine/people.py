@@ -154,29 +154,47 @@ def group(descs: list[np.ndarray], threshold: float = THRESHOLD) -> list[list[in
 
 
 def _video_samples(path: str, sample_fps: float, max_samples: int, should_cancel=None):
-    """Yield ``(time_s, bgr)`` of sampled frames, upright, in presentation order."""
+    """Yield ``(time_s, bgr)`` of sampled frames, upright, in presentation order.
+
+    Decoded in order with the decoder skipping non-reference frames (measured: 2.3 s
+    instead of 5.8 s for a minute of 720p): a sample is the first decoded frame at or
+    after its time, at most a frame or two late.
+    """
+    import av
+
     from .decode import VideoReader
+    from .preview import adopt_first_frame
 
     reader = VideoReader(path)
     try:
+        stream = reader.stream
         rate = float(reader.rate) or 30.0
         frames = reader.header_frames or reader.total
         duration = frames / rate
         step_s = max(1.0 / sample_fps, duration / max_samples if duration else 0.0)
-        # Decoding only the frames that are sampled: the others are skipped by the
-        # decoder as far as it can (non-reference frames), the rest decoded.
+        stream.codec_context.skip_frame = "NONREF"
+        tb = float(reader.time_base)
+        start = stream.start_time or 0
         next_t = 0.0
-        t0 = None
-        for frame, pts in reader.frames():
-            t = float(pts * reader.time_base)
-            t0 = t if t0 is None else t0
-            t -= t0
-            if t + 0.5 / rate < next_t:
-                continue
-            if should_cancel is not None and should_cancel():
-                return
-            next_t = t + step_s
-            yield t, frame.to_ndarray(format="bgr24")
+        first = True
+        try:
+            for packet in reader.container.demux(stream):
+                for frame in packet.decode():
+                    if frame.pts is None:
+                        continue
+                    if first:
+                        adopt_first_frame(reader, frame)
+                        first = False
+                    t = (frame.pts - start) * tb
+                    if t + 0.5 / rate < next_t:
+                        continue
+                    if should_cancel is not None and should_cancel():
+                        return
+                    while next_t <= t + 0.5 / rate:  # on a fixed grid: no drift
+                        next_t += step_s
+                    yield max(0.0, t), reader._convert(frame).to_ndarray(format="bgr24")
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            raise EngineError("the video is corrupt or truncated") from exc
     finally:
         reader.close()
 

@@ -116,10 +116,8 @@ def preview_frame(image_path: str, video_path: str, at_s: float, *, preview_path
                     if t < window - 0.5 / float(reader.rate or 30):
                         continue
                     ctx.skip_frame = "DEFAULT"
-                    if matrix is None:  # as VideoReader.frames reads the first frame
-                        rot = int(round(float(frame.rotation or 0) / 90.0)) * 90 % 360
-                        reader.rotation = rot or reader.rotation
-                        reader.colorspace = _colorspace(frame)
+                    if matrix is None:
+                        adopt_first_frame(reader, frame)
                     frame = reader._convert(frame)
                     if matrix is None:
                         matrix = matrix_for(reader.colorspace, frame.height)
@@ -154,6 +152,13 @@ def preview_frame(image_path: str, video_path: str, at_s: float, *, preview_path
             "seconds": round(time.monotonic() - started, 3)}
 
 
-def _colorspace(frame: av.VideoFrame) -> int | None:
-    return int(frame.colorspace or 0) or None
+def adopt_first_frame(reader: VideoReader, frame: av.VideoFrame) -> None:
+    """What ``VideoReader.frames`` learns from the first decoded frame (its rotation and
+    colour matrix), for a caller that decodes from ``reader.container`` itself."""
+    try:
+        rot = int(round(float(frame.rotation or 0) / 90.0)) * 90 % 360
+    except Exception:  # noqa: BLE001 - older PyAV has no frame.rotation
+        rot = 0
+    reader.rotation = rot or reader.rotation
+    reader.colorspace = int(frame.colorspace or 0) or None
 
