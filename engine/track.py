@@ -32,7 +32,7 @@ TARGET_MATCH = 0.6
 #: Frames between checks that the followed face is still the chosen person (a
 #: track may slide onto someone passing in front), and for which a face found not
 #: to be them is not described again while it stays in place.
-TARGET_VERIFY = 30
+TARGET_VERIFY = 60
 
 Describer = Callable[[np.ndarray], Callable[[], "np.ndarray | None"]]
 
