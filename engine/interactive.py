@@ -97,11 +97,17 @@ class InteractiveWorker:
                    **kwargs: Any) -> Any:
         """``function(*args, **kwargs)`` in the worker; raises what it raises, or
         :class:`WorkerTimeout` / :class:`WorkerCrashed`."""
-        executor = self._ensure()
-        if self._pid is None:
-            with contextlib.suppress(Exception):
-                self._pid = await asyncio.wrap_future(executor.submit(_pid))
-        future = executor.submit(_call, function, args, kwargs)
+        for attempt in range(2):
+            executor = self._ensure()
+            try:
+                if self._pid is None:
+                    self._pid = await asyncio.wrap_future(executor.submit(_pid))
+                future = executor.submit(_call, function, args, kwargs)
+                break
+            except BrokenProcessPool:  # died since the last call: a new one, once
+                self._discard()
+                if attempt:
+                    raise WorkerCrashed(f"the {self.name} process does not start") from None
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
         except TimeoutError:
@@ -160,3 +166,7 @@ def sleep(seconds: float) -> float:
     time.sleep(seconds)
     return seconds
 
+
+
+def sleep_none() -> None:
+    """For tests: a warm-up that loads nothing."""
