@@ -122,7 +122,7 @@ class FaceService:
         stem = os.path.splitext(filepath.split("/", 1)[1])[0]
         self.media.user_dir(user.username)
         faces, names = [], []
-        temp = self.media.temp_path(".jpg")
+        temp = self.media.temp_path(".jpg.part")
         try:
             # Linked under free names first (os.link never replaces a file), recorded
             # after: the record only ever names files made here, so forgetting them

@@ -68,7 +68,7 @@ class PreviewService:
             raise ServiceError("too many previews in the last minute; try again shortly", 429,
                                "too_many_previews")
         self._busy.add(user.id)
-        temps = [self.media.temp_path(".jpg"), self.media.temp_path(".jpg")]
+        temps = [self.media.temp_path(".jpg.part"), self.media.temp_path(".jpg.part")]
         try:
             try:
                 info = await self.worker.call(
