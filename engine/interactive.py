@@ -64,6 +64,13 @@ def _pid() -> int:
     return os.getpid()
 
 
+def _alive(executor: ProcessPoolExecutor) -> bool:
+    """Whether the executor's process (if started) is still running; ``is_alive`` reaps
+    a dead one, which the executor itself notices only a moment later."""
+    processes = getattr(executor, "_processes", None) or {}
+    return all(p.is_alive() for p in list(processes.values()))
+
+
 class InteractiveWorker:
     """One warm process running engine calls one at a time (see the module docstring)."""
 
@@ -99,12 +106,16 @@ class InteractiveWorker:
         :class:`WorkerTimeout` / :class:`WorkerCrashed`."""
         for attempt in range(2):
             executor = self._ensure()
+            if not _alive(executor):  # killed since the last call: not this call's fault
+                self._discard()
+                executor = self._ensure()
             try:
-                if self._pid is None:
-                    self._pid = await asyncio.wrap_future(executor.submit(_pid))
+                # A round trip first (~1 ms): a process killed a moment ago (its death
+                # not yet noticed) fails here, and the call goes to a new one instead.
+                self._pid = await asyncio.wrap_future(executor.submit(_pid))
                 future = executor.submit(_call, function, args, kwargs)
                 break
-            except BrokenProcessPool:  # died since the last call: a new one, once
+            except BrokenProcessPool:
                 self._discard()
                 if attempt:
                     raise WorkerCrashed(f"the {self.name} process does not start") from None

@@ -62,14 +62,7 @@ def _source(path: str, levels: int | None, box: list[int] | None) -> SourceFace:
 
 
 def _jpeg(frame: av.VideoFrame, path: str) -> None:
-    ok, data = cv2.imencode(".jpg", frame.to_ndarray(format="bgr24"),
-                            [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-    if not ok:
-        raise EngineError("the preview could not be encoded")
-    tmp = path + ".part"
-    with open(tmp, "wb") as fh:
-        fh.write(data.tobytes())
-    os.replace(tmp, path)
+    _write(frame.to_ndarray(format="bgr24"), path)
 
 
 def preview_frame(image_path: str, video_path: str, at_s: float, *, preview_path: str,
@@ -89,6 +82,9 @@ def preview_frame(image_path: str, video_path: str, at_s: float, *, preview_path
     started = time.monotonic()
     opts = QUALITIES[quality]
     source = _source(image_path, opts["levels"], source_box)
+    if video_path.lower().endswith(PHOTO_EXTENSIONS):
+        return _photo(source, video_path, opts, preview_path, original_path, started,
+                      many_faces=many_faces, keep_mouth=keep_mouth, target=target)
     reader = VideoReader(video_path, max_height=max_height)
     cv_threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
@@ -150,6 +146,36 @@ def preview_frame(image_path: str, video_path: str, at_s: float, *, preview_path
     return {"at_s": round(t, 3), "width": frame.width, "height": frame.height,
             "faces": len(faces), "warnings": list(source.warnings),
             "seconds": round(time.monotonic() - started, 3)}
+
+
+PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+
+
+def _write(bgr, path: str) -> None:
+    ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise EngineError("the preview could not be encoded")
+    tmp = path + ".part"
+    with open(tmp, "wb") as fh:
+        fh.write(data.tobytes())
+    os.replace(tmp, path)
+
+
+def _photo(source: SourceFace, path: str, opts: dict, preview_path: str, original_path: str,
+           started: float, *, many_faces: bool, keep_mouth: bool,
+           target: list[float] | None) -> dict:
+    """A photo target's preview: the task's own swap of the photo (``engine.still``)."""
+    from .source import read_image
+    from .still import swap_into
+
+    bgr = read_image(path)
+    out, faces = swap_into(bgr, source, many_faces=many_faces, keep_mouth=keep_mouth,
+                           morph=opts["morph"], levels=opts["levels"], target=target)
+    _write(bgr, original_path)
+    _write(out, preview_path)
+    h, w = out.shape[:2]
+    return {"at_s": 0.0, "width": w, "height": h, "faces": faces,
+            "warnings": list(source.warnings), "seconds": round(time.monotonic() - started, 3)}
 
 
 def adopt_first_frame(reader: VideoReader, frame: av.VideoFrame) -> None:

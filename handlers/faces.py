@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from handlers import fields
 from handlers.tasks import TaskHandler
+from services import ServiceError
 
 
 class FacesHandler(TaskHandler):
@@ -18,10 +19,12 @@ class PreviewHandler(TaskHandler):
     async def post(self) -> None:
         body = self.body()
         user = await self.acting_user(body)
+        at_s = fields.number(body, "at_s")
+        if at_s is None:
+            raise ServiceError("missing field 'at_s'")
         result = await self.ctx.previews.make(
             user, fields.text(body, "imagepath", max_len=200),
-            fields.text(body, "videopath", max_len=200),
-            fields.number(body, "at_s", minimum=0.0, maximum=1e6),
+            fields.text(body, "videopath", max_len=200), at_s,
             many_faces=fields.boolean(body, "many_faces"),
             keep_mouth=fields.boolean(body, "keep_mouth"),
             quality=fields.text(body, "quality", required=False, default="balanced",

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
 from services import ServiceError
 
 INT_RE = re.compile(r"^-?[0-9]{1,18}$")
+NUMBER_RE = re.compile(r"^-?[0-9]{1,9}(?:\.[0-9]{1,9})?$")
 
 
 def text(data: dict[str, Any], name: str, *, required: bool = True, max_len: int = 256,
@@ -70,27 +72,20 @@ def obj(data: dict[str, Any], name: str) -> dict[str, Any]:
     return value
 
 
-def number(data: dict[str, Any], name: str, *, required: bool = True, default: float = 0.0,
-           minimum: float | None = None, maximum: float | None = None) -> float:
-    """A finite JSON number (or its decimal text, from a form)."""
-    import math
+def number(data: dict[str, Any], name: str, *, reason: str = "bad_request") -> float | None:
+    """An optional finite number (JSON number or decimal string); None when absent.
 
+    ``reason``: the code of the refusal (e.g. ``bad_segment`` for a segment's times).
+    """
     value = data.get(name)
     if value is None or value == "":
-        if required:
-            raise ServiceError(f"missing field '{name}'")
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ServiceError(f"field '{name}' must be a number")
-    try:
-        value = float(value) if len(str(value)) <= 32 else math.nan
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
-        raise ServiceError(f"field '{name}' must be a number")
-    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-        raise ServiceError(f"field '{name}' must be between {minimum} and {maximum}")
-    return value
+        return None
+    if isinstance(value, str) and NUMBER_RE.match(value):
+        value = float(value)
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or abs(value) > 1e12 or not math.isfinite(value):  # 10**400 would not convert
+        raise ServiceError(f"field '{name}' must be a number", 400, reason)
+    return float(value)
 
 
 def face_id(data: dict[str, Any], name: str) -> str | None:

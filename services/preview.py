@@ -51,9 +51,11 @@ class PreviewService:
         if quality not in QUALITIES:
             raise ServiceError(f"quality must be one of {', '.join(QUALITIES)}")
         image = await self.tasks.own_upload(user, imagepath, "image")
-        video = await self.tasks.own_upload(user, videopath, "video")
+        video = await self.tasks.own_upload(user, videopath, "video", ("video", "image"))
         duration = video.get("duration") or 0.0
-        if at_s < 0 or (duration and at_s > duration):
+        if video["kind"] == "image":  # a photo target: its one picture, whatever at_s
+            at_s = 0.0
+        elif at_s < 0 or (duration and at_s > duration):
             raise ServiceError(f"at_s must be between 0 and the video's length ({duration:.2f} "
                                "s)", 400, "bad_time")
         check = image.get("photo_check")
@@ -75,7 +77,8 @@ class PreviewService:
                     "engine:preview_frame", str(image["path"]), str(video["path"]), at_s,
                     timeout=self.settings.preview_timeout_s, preview_path=str(temps[0]),
                     original_path=str(temps[1]), many_faces=many_faces, keep_mouth=keep_mouth,
-                    quality=quality, max_height=limits_for(user.usertype).output_height,
+                    quality=quality, max_height=limits_for(user.usertype).output_height
+                    if video["kind"] == "video" else None,
                     target=chosen.get("target"), source_box=chosen.get("source_box"),
                     warmup_s=self.settings.preview_warmup_s)
             except WorkerTimeout:

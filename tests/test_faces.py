@@ -242,6 +242,18 @@ async def test_preview_of_the_smaller_person_from_a_group_photo(api, ctx, media)
     prev = cv2.imdecode(np.frombuffer(prev, np.uint8), cv2.IMREAD_COLOR)
     assert box_diff(orig, prev, small["box"]) > 6.0
     assert box_diff(orig, prev, big["box"]) < 0.5  # the same decode, not a pixel changed
+    # a photo target: the task's photo swap, only the chosen (smaller) person
+    small_photo = photo_faces["faces"][1]
+    code, photo = await api.call("POST", "/video/preview", {
+        "imagepath": group, "videopath": group, "at_s": 0,
+        "target_face": small_photo["face_id"], "source_face": "1"}, token=token)
+    assert code == 200 and photo["faces"] == 1, photo
+    _, p_orig = await fetch(api, photo["original"], token)
+    _, p_prev = await fetch(api, photo["preview"], token)
+    p_orig = cv2.imdecode(np.frombuffer(p_orig, np.uint8), cv2.IMREAD_COLOR)
+    p_prev = cv2.imdecode(np.frombuffer(p_prev, np.uint8), cv2.IMREAD_COLOR)
+    assert box_diff(p_orig, p_prev, small_photo["box"]) > 6.0
+    assert box_diff(p_orig, p_prev, photo_faces["faces"][0]["box"]) == 0.0
     # previews are the owner's, bounded, and cleaned up
     other = await api.user("mallory")
     code, _ = await fetch(api, reply["preview"], other)
@@ -259,7 +271,7 @@ async def test_preview_of_the_smaller_person_from_a_group_photo(api, ctx, media)
              for u in (reply["preview"], reply["original"])]
     assert all(p.is_file() for p in files)
     await ctx.repos.faces.previews.update_many({}, {"$set": {"expires": ctx_now(-1)}})
-    assert await ctx.previews.expire() == 1
+    assert await ctx.previews.expire() == 2
     assert not any(p.exists() for p in files)
     assert await ctx.repos.faces.previews.count_documents({}) == 0
 
