@@ -70,16 +70,18 @@ class _Face:
 
 @dataclass
 class _Group:
-    faces: list[_Face] = field(default_factory=list)
-    total: np.ndarray | None = None
+    """Descriptors of one person so far: their sum and count (the mean is the centre)."""
+
+    total: np.ndarray
+    count: int = 1
 
     @property
     def mean(self) -> np.ndarray:
-        return self.total / len(self.faces)
+        return self.total / self.count
 
-    def add(self, face: _Face) -> None:
-        self.faces.append(face)
-        self.total = face.desc.copy() if self.total is None else self.total + face.desc
+    def absorb(self, other: _Group) -> None:
+        self.total = self.total + other.total
+        self.count += other.count
 
 
 def describe_faces(bgr: np.ndarray, rects: list, levels: int | None = None
@@ -131,19 +133,18 @@ def group(descs: list[np.ndarray], threshold: float = THRESHOLD) -> list[list[in
             if dist < best_d:
                 best, best_d = g, dist
         if best < 0:
-            groups.append(_Group())
-            members.append([])
-            best = len(groups) - 1
-        groups[best].add(_Face(0, 0.0, (0, 0, 0, 0), d, 0.0))
-        members[best].append(i)
+            groups.append(_Group(np.array(d, np.float64)))
+            members.append([i])
+        else:
+            groups[best].absorb(_Group(np.array(d, np.float64)))
+            members[best].append(i)
     merged = True
     while merged:
         merged = False
         for a in range(len(groups)):
             for b in range(a + 1, len(groups)):
                 if float(np.linalg.norm(groups[a].mean - groups[b].mean)) < threshold:
-                    for face in groups[b].faces:
-                        groups[a].add(face)
+                    groups[a].absorb(groups[b])
                     members[a] += members[b]
                     del groups[b], members[b]
                     merged = True
