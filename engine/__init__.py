@@ -22,12 +22,16 @@ __all__ = ["Cancelled", "EngineError", "check_source_face", "probe_image", "prob
            "swap_video"]
 
 
-def swap_video(image_path: str, video_path: str, out_path: str, *, many_faces: bool = False,
-               keep_mouth: bool = False, quality: str = "balanced", max_height: int | None = None,
-               max_frames: int | None = None,
+def swap_video(image_path: str | list[str], video_path: str, out_path: str, *,
+               many_faces: bool = False, keep_mouth: bool = False, quality: str = "balanced",
+               max_height: int | None = None, max_frames: int | None = None,
+               face_video: str | None = None,
                progress: Callable[[int, int, float], None] | None = None,
                should_cancel: Callable[[], bool] | None = None) -> dict:
     """Swap the largest face of the image into the video; see :mod:`engine.pipeline`.
+
+    ``image_path``: one photo, or a list of photos of one person; ``face_video``: a
+    short video of the person instead (:mod:`engine.library`).
 
     Returns ``{"frames", "swapped_frames", "seconds", "fps", "width", "height"}``;
     raises :class:`EngineError` / :class:`Cancelled`. ``out_path`` is written
@@ -38,7 +42,7 @@ def swap_video(image_path: str, video_path: str, out_path: str, *, many_faces: b
 
     return run(image_path, video_path, out_path, many_faces=many_faces, keep_mouth=keep_mouth,
                quality=quality, max_height=max_height, max_frames=max_frames,
-               progress=progress, should_cancel=should_cancel)
+               face_video=face_video, progress=progress, should_cancel=should_cancel)
 
 
 def probe_video(path: str) -> dict:

@@ -1,5 +1,8 @@
 """Command line: ``python -m engine swap --image I --video V --out O [options]``.
 
+``--image`` may be repeated (several photos of one person), or ``--face-video F``
+given instead (a short video of the person): see :mod:`engine.library`.
+
 Progress is a tqdm bar on stderr; success prints one JSON line on stdout;
 failure exits with status 2 and one line on stderr saying why.
 
@@ -28,7 +31,11 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m engine", description="Face-swap engine")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("swap", help="swap the face of an image into a video")
-    s.add_argument("--image", required=True, help="source image (the face to put in)")
+    s.add_argument("--image", action="append", default=[],
+                   help="source image (the face to put in); repeat it (up to 10) for "
+                        "several photos of the same person")
+    s.add_argument("--face-video", default=None,
+                   help="a short video (at most 30 s) of the person instead of photos")
     s.add_argument("--video", required=True, help="target video")
     s.add_argument("--out", required=True, help="output MP4 path")
     s.add_argument("--many-faces", action="store_true",
@@ -101,11 +108,16 @@ def _swap(args: argparse.Namespace) -> int:
         bar.refresh()
 
     stats = StageTimes() if args.stats else None
+    if bool(args.image) == bool(args.face_video):
+        bar.close()
+        print("error: give --image (repeatable) or --face-video", file=sys.stderr)
+        return 2
+    image = args.image[0] if len(args.image) == 1 else args.image
     try:
-        result = swap_video(args.image, args.video, args.out, many_faces=args.many_faces,
+        result = swap_video(image, args.video, args.out, many_faces=args.many_faces,
                             keep_mouth=args.keep_mouth, quality=args.quality,
                             max_height=args.max_height, max_frames=args.max_frames,
-                            progress=progress, stats=stats)
+                            face_video=args.face_video, progress=progress, stats=stats)
     except EngineError as exc:
         bar.close()
         print(f"error: {exc}", file=sys.stderr)
@@ -118,5 +130,7 @@ def _swap(args: argparse.Namespace) -> int:
     if stats is not None:
         result["stages"] = stats.as_dict()
         result["unswapped"] = stats.unswapped
+        if hasattr(stats, "view_changes"):
+            result["view_changes_at"] = stats.view_changes
     print(json.dumps(result), flush=True)
     return 0

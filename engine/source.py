@@ -282,7 +282,14 @@ def load_source(path: str, levels: int | None = None) -> SourceFace:
     from .photo import analyse
 
     image = read_image(path)
-    report = analyse(image, levels=levels)
+    return prepare_source(image, analyse(image, levels=levels))
+
+
+def prepare_source(image: np.ndarray, report) -> SourceFace:
+    """The :class:`SourceFace` of the face ``report`` (``photo.analyse``) found in ``image``.
+
+    Shared by a single photo and by every view of a face library (``engine.library``).
+    """
     grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     pts = report.pts
     mesh = mesh_points(pts)
