@@ -13,6 +13,7 @@ from handlers import fields
 from handlers.base import BaseHandler
 from services import ServiceError
 from services.accounts import User
+from services.tasks import MAX_FACE_PHOTOS
 
 
 class TaskHandler(BaseHandler):
@@ -34,8 +35,12 @@ class FaceSwapHandler(TaskHandler):
     async def post(self) -> None:
         body = self.body()
         user = await self.acting_user(body)
+        # imagepath: one photo, a list of photos of one person, or a face video.
+        face = (fields.texts(body, "imagepath", max_items=MAX_FACE_PHOTOS, max_len=200)
+                if isinstance(body.get("imagepath"), list)
+                else fields.text(body, "imagepath", max_len=200))
         task_id = await self.ctx.tasks.create(
-            user, fields.text(body, "imagepath", max_len=200),
+            user, face,
             fields.text(body, "videopath", max_len=200),
             fields.text(body, "swapname", max_len=64),
             many_faces=fields.boolean(body, "many_faces"),

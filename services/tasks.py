@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 DB_WRITE_INTERVAL = 2.0
 MAX_ACTIVE_PER_USER = 20  #: queued + running tasks one user may have at once
 QUALITIES = ("fast", "balanced", "high")
+MAX_FACE_PHOTOS = 10  #: photos of one person a face may be made of (engine.library)
+MAX_FACE_VIDEO_SECONDS = 30.0  #: length of a face video (engine.library)
 #: The output's stem: no leading or trailing dot and no ``..`` (``abc.`` would make
 #: ``abc..mp4``, which the media store rightly refuses as a path).
 SWAPNAME_RE = re.compile(r"(?!.*\.\.)[A-Za-z0-9_\-\u3400-\u4dbf\u4e00-\u9fff]"
@@ -60,6 +62,8 @@ def public_view(task: dict[str, Any]) -> dict[str, Any]:
         view.update(status=1, progress=FINISHED_TEXT, filepath=task["filepath"])
     elif state in ("failed", "cancelled", "expired"):
         view.update(status=2, progress=task.get("error") or f"the task was {state}")
+        if task.get("error_code"):  # the engine's refusal, e.g. faces_not_same_person
+            view["code"] = task["error_code"]
     else:
         view.update(status=0, progress=task.get("percent", 0.0))
     return view
@@ -147,15 +151,18 @@ class TaskService:
         await self.dispatcher.close()
 
     # -- requests ---------------------------------------------------------------------
-    async def create(self, user: User, imagepath: str, videopath: str, swapname: str, *,
-                     many_faces: bool = False, keep_mouth: bool = False,
+    async def create(self, user: User, imagepath: str | list[str], videopath: str,
+                     swapname: str, *, many_faces: bool = False, keep_mouth: bool = False,
                      quality: str = "balanced") -> str:
+        """Check the inputs and queue a task; ``imagepath`` is one photo, a list of up to
+        :data:`MAX_FACE_PHOTOS` photos of one person, or one face video (see
+        :meth:`_own_face`)."""
         if not SWAPNAME_RE.fullmatch(swapname):
             raise ServiceError("swapname must be 1-64 letters, digits, CJK or _ - . characters, "
                                "not starting or ending with a dot", 400, "bad_swapname")
         if quality not in QUALITIES:
             raise ServiceError(f"quality must be one of {', '.join(QUALITIES)}")
-        image = await self._own_upload(user, imagepath, "image")
+        photos, face_video = await self._own_face(user, imagepath)
         video = await self._own_upload(user, videopath, "video")
         limits = limits_for(user.usertype)
         if (video.get("duration") or 0) > limits.video_seconds:
@@ -163,8 +170,10 @@ class TaskService:
                                f"{limits.video_seconds:.0f} s", 413, "too_long")
         # uploads are checked on arrival; this holds for files recorded before those checks
         # and for a user whose tier went down since
-        for record, limit, what in ((image, limits.photo_pixels, "photo"),
-                                    (video, limits.video_pixels, "video")):
+        sized = [(p, limits.photo_pixels, "photo") for p in photos]
+        if face_video is not None:
+            sized.append((face_video, limits.video_pixels, "video"))
+        for record, limit, what in (*sized, (video, limits.video_pixels, "video")):
             if (record.get("width") or 0) * (record.get("height") or 0) > limit:
                 raise ServiceError(f"the {what} has more pixels than your limit of "
                                    f"{limit / 1e6:.1f} megapixels", 413, f"{what}_too_large")
@@ -175,14 +184,21 @@ class TaskService:
         if len(await self.repos.tasks.active_for_owner(user.id)) >= MAX_ACTIVE_PER_USER:
             raise ServiceError("too many unfinished tasks; wait for some to finish", 429,
                                "too_many_tasks")
-        check = image.get("photo_check")
-        if check is None:  # an upload recorded before photos were checked at upload
-            check = await self._check_photo(user, image["path"])
-        if not check["ok"]:  # judged by the bounded probe process, never in the server
-            raise ServiceError(check["msg"], 400, check["code"])
+        checks = []
+        for image in photos:
+            check = image.get("photo_check")
+            if check is None:  # an upload recorded before photos were checked at upload
+                check = await self._check_photo(user, image["path"])
+            checks.append(check)
+        # Judged by the bounded probe process, never in the server. Of several photos,
+        # a hopeless one is left out by the engine (and said so); all hopeless: refused.
+        if checks and not any(c["ok"] for c in checks):
+            raise ServiceError(checks[0]["msg"], 400, checks[0]["code"])
+        check = checks[0] if len(checks) == 1 else {"warnings": []}
         task = {"task_id": secrets.token_hex(8), "owner_id": user.id,
                 "username": user.username, "usertype": user.usertype,
                 "imagepath": imagepath, "videopath": videopath, "swapname": swapname,
+                "face_video": face_video is not None,
                 "filepath": filepath, "many_faces": many_faces, "keep_mouth": keep_mouth,
                 "quality": quality, "state": "queued", "percent": 0.0, "frames_done": 0,
                 "frames_total": None, "fps": None, "eta_s": None, "error": None,
@@ -213,7 +229,33 @@ class TaskService:
             raise ServiceError(str(exc), 415, "not_an_image") from None
         return info["photo_check"]
 
-    async def _own_upload(self, user: User, filepath: str, kind: str) -> dict[str, Any]:
+    async def _own_face(self, user: User, imagepath: str | list[str]
+                        ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """The face's uploads, each the caller's own: ``(photos, None)`` for one photo or a
+        list of up to :data:`MAX_FACE_PHOTOS` (no repeats), ``([], video)`` for one face
+        video of at most :data:`MAX_FACE_VIDEO_SECONDS`."""
+        if isinstance(imagepath, list):
+            if not imagepath:
+                raise ServiceError("imagepath: give at least one photo")
+            if len(imagepath) > MAX_FACE_PHOTOS:
+                raise ServiceError(f"imagepath: at most {MAX_FACE_PHOTOS} photos of the face",
+                                   400, "too_many_photos")
+            if len(set(imagepath)) != len(imagepath):
+                raise ServiceError("imagepath: the same photo is given twice")
+            return [await self._own_upload(user, p, "image") for p in imagepath], None
+        record = await self._own_upload(user, imagepath, ("image", "video"))
+        if record["kind"] == "image":
+            return [record], None
+        if (record.get("duration") or 0) > MAX_FACE_VIDEO_SECONDS:
+            raise ServiceError(f"the face video is longer than {MAX_FACE_VIDEO_SECONDS:.0f} s",
+                               413, "face_video_too_long")
+        return [], record
+
+    async def _own_upload(self, user: User, filepath: str, kind: str | tuple[str, ...]
+                          ) -> dict[str, Any]:
+        """The caller's upload record at ``filepath`` (with ``path``), of one of ``kind``."""
+        kinds = (kind,) if isinstance(kind, str) else kind
+        kind = kinds[0]
         try:
             path = self.media.resolve(filepath, user.username)
         except PathRefused as exc:
@@ -221,8 +263,8 @@ class TaskService:
         record = await self.repos.uploads.get(filepath)
         if record is None or record["owner_id"] != user.id:
             raise ServiceError(f"{kind}path is not one of your uploads", 404)
-        if record["kind"] != kind:
-            raise ServiceError(f"{kind}path is not an uploaded {kind}")
+        if record["kind"] not in kinds:
+            raise ServiceError(f"{kind}path is not an uploaded {' or '.join(kinds)}")
         return {**record, "path": path}
 
     async def get(self, user: User, task_id: str) -> dict[str, Any]:
@@ -310,8 +352,13 @@ class TaskService:
             _event("started", task, queued_s=queued)
             self._notify(task)
             owner = task["username"]
+            face = task["imagepath"]
+            face_video = task.get("face_video")
             job = Job(task_id=task_id,
-                      image_path=str(self.media.resolve(task["imagepath"], owner)),
+                      image_path="" if face_video else (
+                          str(self.media.resolve(face, owner)) if isinstance(face, str)
+                          else tuple(str(self.media.resolve(p, owner)) for p in face)),
+                      face_video=str(self.media.resolve(face, owner)) if face_video else None,
                       video_path=str(self.media.resolve(task["videopath"], owner)),
                       out_path=str(self._temp_output(task_id)),
                       many_faces=task["many_faces"], keep_mouth=task["keep_mouth"],
@@ -325,6 +372,7 @@ class TaskService:
         except engine.Cancelled:
             await self._finish(task, "cancelled", error="the task was cancelled")
         except (engine.EngineError, JobFailed) as exc:
+            task["error_code"] = getattr(exc, "code", None)  # e.g. faces_not_same_person
             await self._finish(task, "failed", error=str(exc))
         except PathRefused as exc:
             await self._finish(task, "failed", error=f"input file unavailable: {exc.msg}")
@@ -358,6 +406,10 @@ class TaskService:
         if ran is not None:
             self.metrics.task_seconds.labels(state).observe(ran)
         if state == "finished":
+            known = {w.get("code") for w in task.get("warnings") or []}
+            # The engine's findings on the face as a whole (a face library's, engine.library).
+            task["warnings"] = list(task.get("warnings") or []) + [
+                w for w in result.get("warnings") or [] if w.get("code") not in known]
             task.update(percent=100.0, frames_done=result.get("frames"),
                         frames_total=result.get("frames"),
                         swapped_frames=result.get("swapped_frames"))
@@ -371,7 +423,8 @@ class TaskService:
             _event(state, task, logging.WARNING if state == "failed" else logging.INFO,
                    seconds=ran, frames_done=task.get("frames_done"), error=error)
         self.live.pop(task["task_id"], None)
-        fields = {key: task.get(key) for key in ("state", "error", "finished", "percent",
+        fields = {key: task.get(key) for key in ("state", "error", "error_code", "warnings",
+                                                 "finished", "percent",
                                                  "frames_done", "frames_total", "fps",
                                                  "eta_s", "swapped_frames")}
         await self._save(task, fields, final=True)
