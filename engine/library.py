@@ -67,10 +67,10 @@ FADE_FRAMES = 6
 #: Frames a view stays at least once chosen (the fade included).
 MIN_DWELL = 10
 #: How much nearer (in feature units) another view must be to replace the current one.
-SWITCH_COST = 0.5
+SWITCH_COST = 0.75
 #: The target's features are smoothed over frames (weight of the new frame),
 #: so the predictor's jitter does not move the choice.
-SMOOTH = 0.35
+SMOOTH = 0.3
 #: Feature scales: a difference of one unit is "as bad as" 8 degrees of yaw or
 #: pitch, 25 of roll (the warp undoes roll exactly), a fifth of the usual eye
 #: opening, a mouth opening of 0.06 of its width, or brows raised by 0.03 eye distances
@@ -122,6 +122,10 @@ class View:
     face_px: float = 0.0
     codes: list[str] = field(default_factory=list)  # photo.analyse's findings
     descriptor: np.ndarray | None = None
+    #: Views of one stretch of a video where the face was followed from sample to sample
+    #: (found near where it was in the sample before) share a segment: one person.
+    #: None: a photo, its own segment.
+    segment: int | None = None
     # Build-time only (dropped once the library is made):
     image: bytes | np.ndarray | None = None  # the view's image (JPEG bytes for video frames)
     report: object | None = None  # photo.PhotoReport of the face in ``image``
@@ -258,6 +262,7 @@ def video_candidates(path: str, levels: int | None = None,
         step = max(1, int(round(rate / per_second)))
         out: list[View] = []
         prev = None
+        segment = 0
         for i, (frame, _pts) in enumerate(reader.frames()):
             if i / rate > max_seconds + 0.5:
                 raise refuse("face_video_too_long",
@@ -269,9 +274,11 @@ def video_candidates(path: str, levels: int | None = None,
             bgr = frame.to_ndarray(format="bgr24")
             grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
             rects = detect_near(grey, prev) if prev is not None else []
-            if not rects:
+            if not rects:  # the face was lost: whoever is found now starts a new segment
+                segment += 1
                 rects = detect_faces(grey, max_side=640, upsample=1 if max(grey.shape) < 700
                                      else 0)
+            view.segment = segment
             if not rects:
                 view.reason, prev = "no_face", None
                 continue
@@ -356,15 +363,9 @@ def build_library(views: list[View], max_views: int = MAX_VIEWS) -> FaceLibrary:
     cands = [v for v in views if v.reason is None]
     if not cands:
         raise refuse("faces_none_usable", "no usable face in the views given: " + _why(views))
-    # Descriptors only for the views that may be kept (a video has many near-duplicates).
-    diverse = _diverse(cands, max_views + 8)
-    for v in cands:
-        if v not in diverse:
-            v.reason = "similar"
-    for v in diverse:
-        v.descriptor = descriptor(_image(v), v.report.pts)
-    _same_person(diverse)
-    cands = [v for v in diverse if v.reason is None]
+    _describe(cands)
+    _same_person(cands)
+    cands = [v for v in cands if v.reason is None]
     kept = _diverse(cands, max_views)
     for v in cands:
         if v not in kept:
@@ -382,6 +383,25 @@ def build_library(views: list[View], max_views: int = MAX_VIEWS) -> FaceLibrary:
     for v in views:  # build-time data, not needed (nor pickled) any longer
         v.image = v.report = None
     return lib
+
+
+def _describe(views: list[View], per_segment: int = 3) -> None:
+    """Set every view's identity descriptor: a photo's its own; a video segment's the
+    median of ``per_segment`` of its views spread over it (a ResNet pass costs 30-80 ms:
+    one per view of a 30 s video would cost seconds)."""
+    segments: dict[int, list[View]] = {}
+    for v in views:
+        if v.segment is None:
+            v.descriptor = descriptor(_image(v), v.report.pts)
+        else:
+            segments.setdefault(v.segment, []).append(v)
+    for members in segments.values():
+        picks = np.unique(np.linspace(0, len(members) - 1, min(per_segment, len(members)))
+                          .round().astype(int))
+        found = np.stack([descriptor(_image(members[i]), members[i].report.pts)
+                          for i in picks])
+        for v in members:
+            v.descriptor = np.median(found, axis=0)
 
 
 def _why(views: list[View]) -> str:
