@@ -230,6 +230,9 @@ def face_library(data: str, face_video: str, target: str, seconds: float, qualit
         fig["wall_s"] = round(res["wall"], 2)
         fig["face_prepare_s"] = res["stages"]["source"]
         fig["swap_stage_ms_per_frame"] = round(1000 * res["stages"]["swap"] / res["frames"], 2)
+        # The run's wall time without the face's preparation, per frame.
+        fig["wall_ms_per_frame_after_face"] = round(
+            1000 * (res["wall"] - res["stages"]["source"]) / res["frames"], 1)
         if name == "video":
             fig["face_views"] = res.get("face_views")
             fig["view_changes"] = res.get("view_changes")
@@ -247,7 +250,8 @@ def face_library(data: str, face_video: str, target: str, seconds: float, qualit
     print("\nface video vs one frame of it as the photo "
           f"({target}, first {seconds:g} s = {len(fin)} frames):")
     for key in ("lm_err", "mar_err", "ear_corr", "id_win", "flicker", "sharp_ratio", "blotch",
-                "cpu_ms_per_frame", "swap_stage_ms_per_frame", "face_prepare_s", "wall_s"):
+                "cpu_ms_per_frame", "swap_stage_ms_per_frame", "wall_ms_per_frame_after_face",
+                "face_prepare_s", "wall_s", "face_views", "view_changes"):
         print(f"  {key:24s} photo {pfig.get(key)!s:>8s}   video {vfig.get(key)!s:>8s}")
     print("  contact sheets (left: photo, right: video; top: input, bottom: output) in "
           "artifacts/library_change_*.png")
