@@ -63,9 +63,9 @@ SMALL_SHARE = 0.6
 #: Views nearer than this (in :func:`features` units) to a kept one add nothing.
 SIMILAR = 0.35
 #: Frames over which the swap cross-fades from one view to the next.
-FADE_FRAMES = 6
+FADE_FRAMES = 4
 #: Frames a view stays at least once chosen (the fade included).
-MIN_DWELL = 10
+MIN_DWELL = 6
 #: How much nearer (in feature units) another view must be to replace the current one.
 SWITCH_COST = 0.75
 #: The target's features are smoothed over frames (weight of the new frame),
