@@ -205,10 +205,14 @@ def face_library(data: str, face_video: str, target: str, seconds: float, qualit
     per frame of both runs (CPU of the whole process over the frames, and the time to
     prepare the face), and contact sheets across the first changes of view into
     ``artifacts/``: for each change the frame before it, and frames 1, 3 and 6 after
-    (the cross-fade), photo run and video run side by side.
+    (the cross-fade is over, see engine.library.FADE_FRAMES), photo run and video run side
+    by side.
     """
     folder = os.path.join(ROOT, "artifacts")
     os.makedirs(folder, exist_ok=True)
+    for old in os.listdir(folder):  # an earlier run's sheets
+        if old.startswith("library_change_"):
+            os.remove(os.path.join(folder, old))
     fv, video = os.path.join(data, face_video), os.path.join(data, target)
     photo = os.path.join(OUT, "face_video_frame0.png")
     with av.open(fv) as c:
