@@ -15,6 +15,25 @@ from tests.media import cut_clip
 from tests.test_tasks import swap, upload, wait_state
 
 
+def small_cut(src: Path, path: Path, frames: int) -> bytes:
+    """The first ``frames`` frames of ``src`` at half size (a light upload to probe)."""
+    with av.open(str(src)) as inp, av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=30)
+        for i, frame in enumerate(inp.decode(video=0)):
+            if i >= frames:
+                break
+            if i == 0:
+                stream.width, stream.height = frame.width // 2, frame.height // 2
+                stream.pix_fmt = "yuv420p"
+            small = frame.reformat(width=stream.width, height=stream.height, format="yuv420p")
+            small.pts, small.time_base = i, Fraction(1, 30)
+            for packet in stream.encode(small):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path.read_bytes()
+
+
 def still_video(path: Path, seconds: int) -> bytes:
     """A tiny grey video of ``seconds`` at one frame a second (a face video too long)."""
     with av.open(str(path), "w") as out:
@@ -35,8 +54,8 @@ def still_video(path: Path, seconds: int) -> bytes:
 @pytest.fixture(scope="module")
 def cuts(testdata: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     folder = tmp_path_factory.mktemp("cuts")
-    return {"face": cut_clip(testdata / "selfie_portrait_720x1280.mp4", folder / "face.mp4",
-                             2.0).read_bytes(),
+    return {"face": small_cut(testdata / "selfie_portrait_720x1280.mp4", folder / "face.mp4",
+                              60),
             "target": cut_clip(testdata / "talk_480sq_33s.mp4", folder / "t.mp4",
                                1.0).read_bytes(),
             "long": still_video(folder / "long.mp4", 32)}
