@@ -34,7 +34,7 @@ from .errors import Cancelled, EngineError
 from .landmarks import predict_landmarks
 from .library import FaceLibrary, ViewChooser, target_features
 from .pipeline import QUALITIES
-from .source import find_faces, read_image
+from .source import SourceFace, find_faces, read_image
 from .swap import face_region, swap_faces
 
 #: JPEG quality of photo results: visually lossless, about 3x smaller than PNG.
@@ -99,13 +99,13 @@ def swap_image(image_path: str | list[str], target_path: str, out_path: str, *,
             "warnings": list(source.warnings)}
 
 
-def swap_into(bgr: np.ndarray, source, *, many_faces: bool = False, keep_mouth: bool = False,
-              morph: float = 0.5, levels: int | None = None) -> tuple[np.ndarray, int]:
+def swap_into(bgr: np.ndarray, source: SourceFace | FaceLibrary, *, many_faces: bool = False,
+              keep_mouth: bool = False, morph: float = 0.5, levels: int | None = None
+              ) -> tuple[np.ndarray, int]:
     """``(result, faces swapped)`` for a BGR image; ``bgr`` itself is not modified.
 
-    ``source`` is a :class:`engine.source.SourceFace` (converted here to the internal
-    YUV matrix); ``levels`` the landmark cascade's (the quality's, as in a video task,
-    so a worker keeps one predictor loaded).
+    ``source`` is converted here to the internal YUV matrix; ``levels``: the landmark
+    cascade's (the quality's, as in a video task, so a worker keeps one predictor loaded).
     """
     h, w = bgr.shape[:2]
     # Even sizes, as the 4:2:0 planes need; the padding is cut off again at the end.
