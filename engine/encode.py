@@ -34,8 +34,8 @@ ENCODER = "libx264"
 #: (BGR PSNR of the re-encoded frames against the input's, min / mean over the
 #: clip: talk_480sq 43.85 / 45.40 dB against 43.85 / 45.28 with veryfast crf 15,
 #: talk_720p 44.43 / 46.26 against 44.46 / 45.77, the faceless test clip 42.04 /
-#: 43.77 against 41.84 / 43.57) at 40-50 % less x264 time (480x480: 5.0 -> 3.0 ms
-#: a frame with decoding; 720p: 17.6 -> 8.9 ms), files 10-30 % larger. ``superfast``
+#: 43.77 against 41.84 / 43.57) at about 40 % less x264 time (480x480: 5.2 -> 3.2 ms
+#: a frame with decoding; 720p: 14.5 -> 9.3 ms), files 10-30 % larger. ``superfast``
 #: at crf 17 gives the same fidelity at the same cost, with files up to 45 % larger
 #: (it also drops x264's macroblock tree).
 FAST_SEARCH = "me=dia:subme=1:partitions=i8x8,i4x4"

@@ -44,7 +44,7 @@ QUALITIES: dict[str, dict] = {
     # optical flow alone while the face moves little and rigidly (see FaceTrack.update).
     # levels: cascade levels of the landmark predictor (None: all 15; see models).
     # x264: options on top of the preset (encode.FAST_SEARCH: the same fidelity as the
-    # plain preset at crf one higher, at about half the x264 time).
+    # plain preset at crf one higher, at about 40 % less x264 time; docs/engine.md).
     "fast": dict(detect_every=15, search_every=6, max_side=480, upsample=0, morph=0.0,
                  measure_every=5, levels=8,
                  preset="veryfast", crf=16, x264=FAST_SEARCH),
