@@ -233,3 +233,19 @@ def test_cli_face_video(face_clip, media, read_video, tmp_path):
     both = run("--face-video", face_clip, "--image", media("face_woman.jpg"), "--video",
                media("talk_480sq_33s.mp4"), "--out", str(tmp_path / "x.mp4"))
     assert both.returncode == 2 and "--face-video" in both.stderr
+
+
+def test_preview_with_several_photos(photos, media, tmp_path):
+    """The preview takes a face library as the task does: its frame is swapped (differs
+    from the original around the face) and the set's warnings come with it."""
+    from engine.preview import preview_frame
+
+    shown, original = str(tmp_path / "p.jpg"), str(tmp_path / "o.jpg")
+    info = preview_frame([photos[0], photos[2], photos[5]], media("talk_480sq_33s.mp4"), 2.0,
+                         preview_path=shown, original_path=original, quality="fast")
+    assert info["faces"] == 1
+    assert "faces_views_left_out" in [w["code"] for w in info["warnings"]]
+    a, b = cv2.imread(shown).astype(np.float32), cv2.imread(original).astype(np.float32)
+    diff = np.abs(a - b).mean(axis=2)
+    assert diff.max() > 40  # the face changed
+    assert np.median(diff) < 3  # the rest did not (JPEG noise only)
