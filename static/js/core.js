@@ -50,11 +50,27 @@ export const state = {
   adminKeywords: "",
   adminRows: [],
   usedNames: new Set(), // output names given out by this page (defaults and started tasks)
+  usage: null, // {used, quota} bytes of the user's storage (API version 2)
+  files: [], // the library: the user's uploads and results (GET /video/files)
+  extraFaces: [], // more photos of the same person: [{filepath, filename, thumbnail}]
+  targetFace: null, // face_id of the person to swap in the video (POST /video/faces)
+  sourceFace: null, // face_id of the face to use in a group photo
+  trim: null, // {start, end} seconds when the video is longer than the user's limit
+  tasksBefore: null, // task_id to ask for the next (older) page of the task list
+  tasksMore: false,
 };
 
+/** At most this many photos of one person make the face (API: imagepath as a list). */
+export const MAX_FACES = 10;
+/** The longest face video the server takes as the source (API: 30 s). */
+export const FACE_VIDEO_SECONDS = 30;
+export const TASK_PAGE = 20;
+
 export const slots = {
-  face: { kind: "image", name: "face", filepath: null, filename: "", busy: false, abort: null, url: null },
-  video: { kind: "video", name: "video", filepath: null, filename: "", busy: false, abort: null, url: null },
+  // kind: what the slot usually holds; fileKind: what it holds now (a face video in the
+  // face slot, a photo as the target in the video slot).
+  face: { kind: "image", fileKind: "image", name: "face", filepath: null, filename: "", busy: false, abort: null, url: null },
+  video: { kind: "video", fileKind: "video", name: "video", filepath: null, filename: "", busy: false, abort: null, url: null },
 };
 
 // ---------------------------------------------------------------- language
@@ -158,4 +174,8 @@ export function reveal(elem) {
   if (!elem || elem.hidden) return;
   const r = elem.getBoundingClientRect();
   if (r.top < 0 || r.bottom > window.innerHeight) elem.scrollIntoView({ block: "nearest" });
+}
+
+export function baseName(filepath) {
+  return String(filepath || "").split("/").pop();
 }
