@@ -64,7 +64,8 @@ export const state = {
 export const MAX_FACES = 10;
 /** The longest face video the server takes as the source (API: 30 s). */
 export const FACE_VIDEO_SECONDS = 30;
-export const TASK_PAGE = 20;
+// The task list comes in pages of this many (localStorage can lower it for testing).
+export const TASK_PAGE = numberSetting("faceswap.task_page", 20);
 
 export const slots = {
   // kind: what the slot usually holds; fileKind: what it holds now (a face video in the

@@ -44,7 +44,9 @@ export function updateStart() {
   else if (!SWAPNAME_RE.test(name)) hint = "err_swapname";
   const ok = !!state.user && !hint && !state.submitting;
   $("start").disabled = !ok;
-  $("start-hint").textContent = hint ? t(hint) : (ok ? t("hint_ready") : "");
+  // The photo's advice is said once more where the user is about to spend the time.
+  const warned = (slots.face.warnings || []).length > 0;
+  $("start-hint").textContent = hint ? t(hint) : (ok ? t(warned ? "hint_ready_warned" : "hint_ready") : "");
   $("swapname").setAttribute("aria-invalid", name && !SWAPNAME_RE.test(name) ? "true" : "false");
   for (const slot of Object.values(slots)) {
     $(slot.name + "-abort").disabled = !slot.busy;

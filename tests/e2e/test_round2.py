@@ -156,17 +156,23 @@ def test_refused_file_disables_start_and_same_file_again(browser: Browser, user:
     face = media["photo"]
     browser.el("face-file").send_keys(str(face))
     browser.wait_js("return !!window.faceswapPage.slots.face.filepath", 60)
-    # A video longer than the account allows (the limit lowered for the test: the
-    # page's own check) is refused even though its upload went through.
-    browser.js("window.faceswapPage.state.limits.video_seconds = 2")
-    browser.el("video-file").send_keys(str(media["long_clip"]))
+    # A file the server refuses (not a video): said in its slot, Start stays off.
+    browser.el("video-file").send_keys(str(media["bad"]))
     browser.wait_js("return document.getElementById('video-status').classList.contains('error')"
                     " && !window.faceswapPage.slots.video.busy", 60)
-    assert "too long" in browser.text("video-status")
+    assert browser.text("video-status").startswith("Upload failed: ")
     assert not browser.js("return window.faceswapPage.slots.video.filepath")
     assert browser.el("start").get_attribute("disabled") is not None
-    assert browser.text("start-hint") == "This video cannot be used; choose another one."
+    assert browser.text("start-hint") == "Upload a video first."
     browser.shot("r2_refused_video_en")
+    # A video longer than the account allows (the limit lowered for the test: the
+    # page's own check) is not refused: a trim to the allowed length is offered.
+    browser.js("window.faceswapPage.state.limits.video_seconds = 2")
+    browser.el("video-file").send_keys(str(media["long_clip"]))
+    browser.wait_js("return !document.getElementById('trim').hidden", 60)
+    assert "2 seconds" in browser.text("trim-hint"), browser.text("trim-hint")
+    browser.wait_js("return !window.faceswapPage.slots.video.busy", 60)
+    assert browser.js("return window.faceswapPage.state.trim") == {"start": 0, "end": 2}
     browser.js("window.faceswapPage.state.limits.video_seconds = 60")
     # Cancel an upload (asks first), then choose the same file again: it uploads.
     with browser.network(upload_bytes_per_s=40 * 1024, latency_ms=20):
