@@ -135,12 +135,21 @@ export function fmtTime(sec) {
   return h ? h + ":" + pad(m) + ":" + pad(s) : m + ":" + pad(s);
 }
 
+/** A moment or a short length to a tenth of a second (m:ss.t), cut like fmtTime so the
+ *  two agree on the whole seconds: for the trim and the scrubber, where 0:00 – 0:01
+ *  would not tell 0.5 s from 1.4 s. */
+export function fmtTimeTenths(sec) {
+  if (!Number.isFinite(sec) || sec < 0) return "?";
+  const tenths = Math.floor(sec * 10 + 1e-6);
+  return fmtTime(Math.floor(tenths / 10)) + "." + (tenths % 10);
+}
+
 /** A length limit in words ("60 seconds", "5 minutes"), which m:ss cannot say unambiguously. */
 export function fmtLimit(sec) {
   sec = Math.floor(Number(sec) || 0);
   if (sec >= 3600 && sec % 3600 === 0) return t("n_hours", { n: sec / 3600 });
   if (sec >= 120 && sec % 60 === 0) return t("n_minutes", { n: sec / 60 });
-  return t("n_seconds", { n: sec });
+  return t(sec === 1 ? "n_second" : "n_seconds", { n: sec });
 }
 
 export function fmtDate(iso) {

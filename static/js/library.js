@@ -32,13 +32,20 @@ export async function loadFiles() {
   try {
     const d = await api("GET", "/video/files" + (kind ? "?kind=" + encodeURIComponent(kind) : ""), undefined,
       { context: { 404: "err_library_missing" } });
+    showLibrary(true);
     state.files = Array.isArray(d.files) ? d.files : [];
     if (typeof d.usage_bytes === "number") setUsage(d.usage_bytes, d.quota_bytes);
     renderLibrary();
   } catch (e) {
-    // A 404 to the list itself: this server has no library yet (an older version).
-    if (state.user && !e.handled) showError(e.code === 404 ? msg("err_library_missing") : e.msg, "library-error", true);
+    // A 404 to the list itself: this server has no library (an older version): the
+    // card goes, rather than an error about something the user did not ask for.
+    if (e.code === 404) { showLibrary(false); return; }
+    if (state.user && !e.handled) showError(e.msg, "library-error", true);
   }
+}
+
+function showLibrary(on) {
+  for (const id of ["library-card", "face-from-library", "video-from-library"]) $(id).hidden = !on;
 }
 
 /** The storage used, from /api/session (or the files' answer). */

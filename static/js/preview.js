@@ -2,7 +2,7 @@
  * swap then uses only that segment: start_s / end_s), and a preview of one frame at a
  * moment picked on a scrubber (POST /video/preview), shown next to the original frame
  * with the server's warnings. */
-import { $, state, slots, t, msg, render, el, reveal, warningMessage, fmtTime, fmtLimit } from "./core.js";
+import { $, state, slots, t, msg, render, el, reveal, warningMessage, fmtTime, fmtTimeTenths, fmtLimit } from "./core.js";
 import { api } from "./api.js";
 import { showError, clearError, clearNotices } from "./notices.js";
 import { thumbUrl } from "./media.js";
@@ -52,7 +52,7 @@ export function renderTrim() {
   if (!trimInfo) return;
   $("trim-hint").textContent = t("trim_hint", { dur: fmtTime(trimInfo.duration), max: fmtLimit(trimInfo.max) });
   $("trim-info").textContent = state.trim
-    ? t("trim_info", { from: fmtTime(state.trim.start), to: fmtTime(state.trim.end), len: fmtTime(state.trim.end - state.trim.start) }) : "";
+    ? t("trim_info", { from: fmtTimeTenths(state.trim.start), to: fmtTimeTenths(state.trim.end), len: fmtTimeTenths(state.trim.end - state.trim.start) }) : "";
   renderScrub();
 }
 
@@ -77,7 +77,7 @@ function renderScrub() {
   scrub.max = String(Math.max(lo, Math.floor(hi * 10) / 10));
   const v = Math.min(Math.max(Number(scrub.value) || 0, lo), Number(scrub.max));
   scrub.value = String(v);
-  const label = fmtTime(v);
+  const label = fmtTimeTenths(v);
   $("scrub-time").textContent = label;
   scrub.setAttribute("aria-valuetext", label);
   renderPreviewButton();
@@ -115,8 +115,8 @@ export function renderPreview() {
   list.replaceChildren(...(a && a.warnings ? a.warnings : []).map((w) => el("li", "", render(warningMessage(w)))));
   list.hidden = !list.children.length;
   if (a) {
-    $("preview-original").alt = t("preview_original_alt", { time: fmtTime(a.at) });
-    $("preview-result").alt = t("preview_result_alt", { time: fmtTime(a.at) });
+    $("preview-original").alt = t("preview_original_alt", { time: fmtTimeTenths(a.at) });
+    $("preview-result").alt = t("preview_result_alt", { time: fmtTimeTenths(a.at) });
   }
 }
 
