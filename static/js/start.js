@@ -9,8 +9,8 @@ import { renderFindButton } from "./faces.js";
 
 /** Refusal codes that say which file cannot be used: Start stays off until it is replaced. */
 const FILE_CODES = {
-  face: ["no_face_in_photo", "photo_face_too_small", "photo_face_too_turned", "photo_too_large", "not_an_image"],
-  video: ["too_long", "not_a_video", "video_too_large", "too_many_samples", "bad_timestamps"],
+  face: ["no_face_in_photo", "photo_face_too_small", "photo_face_too_turned", "photo_too_large", "not_an_image", "face_video_too_long"],
+  video: ["too_long", "not_a_video", "video_too_large", "too_many_samples", "bad_timestamps", "no_face_in_target"],
 };
 
 /** A default output name no task of this page has: swap_YYYYMMDD_HHMMSS, then _2, _3...

@@ -90,7 +90,13 @@ function onDuration(slot, duration) {
     v.dataset.duration = String(duration);
     renderDuration();
     const max = state.limits && state.limits.video_seconds;
-    if (max && duration > max + 0.5) offerTrim(duration, max);
+    // Longer than the user may swap: a part of it can be used; longer than the server
+    // takes at all (limits.upload_seconds): refused.
+    const most = state.limits && state.limits.upload_seconds;
+    if (most && duration > most + 0.5) {
+      clearTrim();
+      refuse(slot, msg("err_too_long", { dur: fmtTime(duration), max: fmtLimit(most) }));
+    } else if (max && duration > max + 0.5) offerTrim(duration, max);
     else clearTrim();
     resetPreview();
   } else if (duration > FACE_VIDEO_SECONDS + 0.5) {
