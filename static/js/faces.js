@@ -6,6 +6,7 @@ import { api } from "./api.js";
 import { showError, clearError, clearNotices } from "./notices.js";
 import { thumbUrl } from "./media.js";
 import { resetPreview } from "./preview.js";
+import { renderSlot } from "./uploads.js";
 
 const pickers = {
   // slot name -> picker
@@ -73,7 +74,8 @@ export function autoSourceFaces() {
 function faceText(p, face, i) {
   const share = Number(face.share);
   const parts = [t("person_n", { n: i + 1 })];
-  if (Number.isFinite(share) && share > 0) parts.push(t("face_share", { pct: Math.round(share <= 1 ? share * 100 : share) }));
+  // In a photo every face is there all the time: the share says something in a video only.
+  if (slots[p.slot].fileKind === "video" && Number.isFinite(share) && share > 0) parts.push(t("face_share", { pct: Math.round(share <= 1 ? share * 100 : share) }));
   if (slots[p.slot].fileKind === "video" && Number.isFinite(Number(face.first_s))) {
     parts.push(t("face_seen", { from: fmtTime(Number(face.first_s)), to: fmtTime(Number(face.last_s)) }));
   }
@@ -103,6 +105,7 @@ function renderPicker(p) {
       if (!input.checked) return;
       state[p.key] = value || null;
       resetPreview(); // the preview showed the other person
+      if (p.slot === "face") renderSlot(slots.face); // "the largest face is used" no longer holds
     });
     label.append(input);
     if (thumb) {

@@ -134,8 +134,10 @@ export function renderSlot(slot) {
   box.setAttribute("role", slot.status && slot.status.error ? "alert" : "status");
   if (slot.progress) $(slot.name + "-progress-text").textContent = render(slot.progress);
   const list = $(slot.name + "-warnings");
-  list.replaceChildren(...(slot.warnings || []).map((w) => el("li", "", render(warningMessage(w)))));
-  list.hidden = !(slot.warnings && slot.warnings.length);
+  // With a face chosen in a group photo, "the largest face is used" is no longer true.
+  const shown = (slot.warnings || []).filter((w) => !(slot.name === "face" && state.sourceFace && w && w.code === "photo_several_faces"));
+  list.replaceChildren(...shown.map((w) => el("li", "", render(warningMessage(w)))));
+  list.hidden = !shown.length;
   $(slot.name + "-advice").hidden = list.hidden;
 }
 

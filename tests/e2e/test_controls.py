@@ -19,7 +19,7 @@ import uuid
 import pytest
 
 from tests.conftest import testdata_dir as shared_media
-from tests.e2e.conftest import Browser, _cut
+from tests.e2e.conftest import Browser
 from tests.e2e.test_round2 import CJK, axe_check, check_view, set_lang, set_size
 
 PASSWORD = "e2e-secret-3"
@@ -119,14 +119,13 @@ def library_row(filepath: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def clips(media, tmp_path_factory) -> dict:
-    """Short cuts: the multi-person stage scene (2 s) for the face picker."""
-    out = tmp_path_factory.mktemp("e2e_controls")
+def clips(media) -> dict:
+    """The clips of conftest, the multi-person stage scene (9 s: two people from 3 s on)
+    for the face picker, photos."""
     stage = shared_media() / "stage_multi_360p.mp4"
     found = {"clip": media["clip"], "long_clip": media["long_clip"], "photo": media["photo"]}
     if stage.is_file():
-        found["stage"] = out / "stage_2s.mp4"
-        _cut(stage, found["stage"], seconds=2.0)
+        found["stage"] = stage
     for name in ("two_people.jpg", "face_obama.jpg"):
         if (shared_media() / name).is_file():
             found[name] = shared_media() / name
@@ -229,9 +228,9 @@ def test_trim_target_face_and_several_photos(browser: Browser, user: str, clips)
     browser.open("/")
     set_lang(browser, "en")
     upload(browser, "face", clips["photo"])
-    # The stage scene (2 s, several people) over a limit of 1 s, else the 12 s clip over 2 s.
+    # The stage scene (several people) or else the 12 s clip, over a limit of 2 s.
     source = clips.get("stage", clips["long_clip"])
-    limit, start, end = (1, 0.5, 1.5) if "stage" in clips else (2, 0.5, 2.5)
+    limit, start, end = (2, 3.0, 5.0) if "stage" in clips else (2, 0.5, 2.5)
     browser.js("window.faceswapPage.state.limits.video_seconds = arguments[0]", limit)
     upload(browser, "video", source)
     browser.wait_js("return !document.getElementById('trim').hidden", 20)
@@ -242,15 +241,21 @@ def test_trim_target_face_and_several_photos(browser: Browser, user: str, clips)
     browser.type("trim-start", str(start))
     browser.type("trim-end", str(end))
     assert not browser.error_at("trim-error")
-    expected = f"Swapping 0:00.{int(start * 10) % 10} – 0:0{end:.1f} (0:0{end - start:.1f})"
+    def tenths(x: float) -> str:
+        return f"0:{int(x):02d}.{round(x * 10) % 10}"
+
+    expected = f"Swapping {tenths(start)} – {tenths(end)} ({tenths(end - start)})"
     assert browser.text("trim-info") == expected, browser.text("trim-info")
     assert browser.el("start").is_enabled()
     browser.shot("v2_trim_en")
     need_route(browser, "POST", "/video/faces", {"filepath": ""})
     browser.el("find-faces").click()
-    browser.wait_js("return !document.getElementById('target-faces').hidden || "
+    browser.wait_js("return !window.faceswapPage.slots.video.busy && "
+                    "!document.getElementById('find-faces').disabled && "
+                    "document.getElementById('target-faces-status').textContent !== '' || "
                     "!document.getElementById('target-faces-error').hidden", 60)
     assert not browser.error_at("target-faces-error"), browser.error_at("target-faces-error")
+    assert browser.visible("target-faces"), browser.text("target-faces-status")
     options = browser.js("return [...document.querySelectorAll('#target-faces-list input')]"
                          ".map(i => i.value)")
     assert options[0] == "" and len(options) >= 2, options  # "automatic", then people
