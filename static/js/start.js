@@ -45,7 +45,7 @@ export function updateStart() {
   const ok = !!state.user && !hint && !state.submitting;
   $("start").disabled = !ok;
   // The photo's advice is said once more where the user is about to spend the time.
-  const warned = (slots.face.warnings || []).length > 0;
+  const warned = !$("face-warnings").hidden;
   $("start-hint").textContent = hint ? t(hint) : (ok ? t(warned ? "hint_ready_warned" : "hint_ready") : "");
   $("swapname").setAttribute("aria-invalid", name && !SWAPNAME_RE.test(name) ? "true" : "false");
   for (const slot of Object.values(slots)) {
