@@ -113,7 +113,10 @@ function storageText(c) {
 function tasksText(c) {
   const v = c.tasks !== undefined ? c.tasks : c.task_count;
   if (v === undefined || v === null) return "–";
-  if (typeof v === "number") return String(v);
+  if (typeof v === "number") {
+    const active = Number(c.active_tasks) || 0;
+    return active > 0 ? t("tasks_short", { total: v, active: active }) : String(v);
+  }
   const total = Number(v.total !== undefined ? v.total : v.count);
   const active = Number(v.active !== undefined ? v.active : (Number(v.queued) || 0) + (Number(v.running) || 0));
   if (!Number.isFinite(total)) return "–";

@@ -17,11 +17,13 @@ export async function loadTasks(more) {
     const d = await api("GET", "/video/tasks?" + q.toString());
     const page = d.tasks || [];
     // A server that ignores `limit` sends everything at once: no next page then.
-    const hasNext = d.more !== undefined ? !!d.more : page.length === TASK_PAGE;
+    // The server says where the next page starts (next_before, null at the end).
+    const paged = "next_before" in d;
+    const hasNext = paged ? !!d.next_before : page.length === TASK_PAGE;
     // The next page starts after the oldest task loaded so far (a refresh of the newest
     // page does not move it back).
     if (page.length && (more || !state.tasksBefore)) {
-      state.tasksBefore = page[page.length - 1].task_id;
+      state.tasksBefore = paged && d.next_before ? d.next_before : page[page.length - 1].task_id;
       state.tasksMore = hasNext;
     } else if (more) {
       state.tasksMore = false;
