@@ -410,7 +410,7 @@ def test_retry_delete_and_pages_of_tasks(browser: Browser, user: str) -> None:
     browser.open("/")
     need_route(browser, "POST", "/video/retry_task", {"task_id": ""})
     set_lang(browser, "en")
-    browser.wait_js("return document.querySelectorAll('#tasks li.task').length >= 2", 30)
+    browser.wait_js("return !!document.querySelector(\"#tasks li[data-state='finished']\")", 30)
     before = browser.js("return window.faceswapPage.state.tasks.size")
     browser.js("document.querySelector(\"#tasks li[data-state='finished'] .task-retry\").click()")
     browser.wait_js("return window.faceswapPage.state.tasks.size === arguments[0] + 1", 20, before)
@@ -418,29 +418,34 @@ def test_retry_delete_and_pages_of_tasks(browser: Browser, user: str) -> None:
     fresh = browser.js("return window.faceswapPage.state.currentId")
     browser.wait_js("return ['finished', 'failed'].includes(window.faceswapPage.state.tasks"
                     ".get(arguments[0]).state)", 120, fresh)
-    # Delete it (asks; finished: "cannot be undone").
-    need_route(browser, "POST", "/video/delete_task", {"task_id": ""})
-    row = f"#tasks li[data-task-id='{fresh}']"
-    browser.js(f"document.querySelector(\"{row} .task-delete\").click()")
-    assert "cannot be undone" in confirm(browser)
-    browser.wait_js(f"return !document.querySelector(\"{row}\")", 20)
+    assert browser.js("return window.faceswapPage.state.tasks.get(arguments[0]).state",
+                      fresh) == "finished", browser.text("current-state")
     # Pages of 1: "Load older tasks" brings the next page (before=<oldest shown>).
     browser.js("window.localStorage.setItem('faceswap.task_page', '1')")
     try:
         browser.open("/")
-        record_requests(browser)
         browser.wait_js("return document.querySelectorAll('#tasks li.task').length === 1", 20)
         browser.wait_js("return !document.getElementById('tasks-more').hidden", 20)
         first = browser.js("return document.querySelector('#tasks li.task').dataset.taskId")
+        assert first == fresh  # newest first
         browser.el("tasks-more").click()
         browser.wait_js("return document.querySelectorAll('#tasks li.task').length === 2", 20)
-        second = browser.js("return [...document.querySelectorAll('#tasks li.task')]"
-                            ".map(li => li.dataset.taskId)")
-        assert first in second and len(set(second)) == 2
+        shown = browser.js("return [...document.querySelectorAll('#tasks li.task')]"
+                           ".map(li => li.dataset.taskId)")
+        assert shown[0] == fresh and len(set(shown)) == 2, shown
     finally:
         browser.js("window.localStorage.removeItem('faceswap.task_page')")
+    browser.open("/")
     browser.js("document.getElementById('tasks').scrollIntoView()")
     browser.shot("v2_tasks_en")
+    # Delete the retried task (asks; finished: "cannot be undone").
+    need_route(browser, "POST", "/video/delete_task", {"task_id": ""})
+    row = f"#tasks li[data-task-id='{fresh}']"
+    browser.wait_js(f"return !!document.querySelector(\"{row}\")", 20)
+    browser.js(f"document.querySelector(\"{row} .task-delete\").click()")
+    assert "cannot be undone" in confirm(browser)
+    browser.wait_js(f"return !document.querySelector(\"{row}\")", 20)
+    assert browser.text("notice").startswith("Task deleted:")
 
 
 def test_admin_storage_disable_and_delete(browser: Browser, site, user: str) -> None:
