@@ -234,6 +234,9 @@ export const I18N = {
     code_face_video_too_long: "人脸视频太长，最长 30 秒。",
     code_too_many_photos: "同一个人的照片最多 10 张。",
     code_faces_not_same_person: "这些照片看起来不是同一个人，请只选同一个人的照片。",
+    code_faces_none_usable: "这些照片或视频中没有可用的人脸，请换清楚的正脸照片。",
+    code_bad_face: "人脸的文件无效：请给照片，或者一段人脸视频（不能同时给）。",
+    code_wrong_password: "密码不正确。",
 
     // ---- version 2 controls (issue 16, third part)
     face_video_label: "人脸视频",
@@ -575,6 +578,9 @@ export const I18N = {
     code_face_video_too_long: "The face video is too long: at most 30 seconds.",
     code_too_many_photos: "At most 10 photos of the same person.",
     code_faces_not_same_person: "These photos do not seem to show the same person; choose photos of one person only.",
+    code_faces_none_usable: "No usable face in these photos or this video; choose clear photos from the front.",
+    code_bad_face: "The face is not valid: give photos or one face video (not both).",
+    code_wrong_password: "The password is not correct.",
 
     // ---- version 2 controls (issue 16, third part)
     face_video_label: "Face video",
