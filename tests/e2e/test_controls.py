@@ -222,9 +222,9 @@ def test_delete_a_file_asks_and_in_use_is_refused(browser: Browser, user: str, c
                     ".some(t => t.swapname === 'v2_in_use')", 30)
 
 
-def test_trim_target_face_and_several_photos(browser: Browser, user: str, clips) -> None:
+def test_trim_and_target_face(browser: Browser, user: str, clips) -> None:
     """A video over the limit (the limit lowered in the page) offers a trim; the swap
-    runs on that segment, only the chosen person, with two photos of the face."""
+    runs on that segment, only the chosen person."""
     browser.open("/")
     set_lang(browser, "en")
     upload(browser, "face", clips["photo"])
@@ -264,17 +264,34 @@ def test_trim_target_face_and_several_photos(browser: Browser, user: str, clips)
     assert browser.js("return document.activeElement.name") == "target-faces-choice"  # keyboard
     browser.js("document.querySelectorAll('#target-faces-list input')[1].click()")
     check_view(browser, "v2_faces", "en", "desktop")
-    # A second photo of the same person, from the library.
-    browser.wait_js("return !!document.querySelector('#library .add-face')", 30)
-    browser.js("document.querySelector('#library .add-face').click()")
-    assert browser.text("face-extras-title") == "Photos of the same person: 2 of 10"
-    start_task(browser, "v2_segment")
+    start_task(browser, "v2_segment", "field 'start_s'", "start_s / end_s")
     body = sent(browser, "/video/faceswap")[-1]
-    assert isinstance(body["imagepath"], list) and len(body["imagepath"]) == 2, body
     assert body["target_face"] == options[1], body
     assert (body["start_s"], body["end_s"]) == (start, end), body
     task = wait_task_state(browser, "v2_segment", ("finished", "failed"), 150)
     assert task["state"] == "finished", browser.text("current-state")
+
+
+def test_several_photos_of_the_face(browser: Browser, user: str, clips) -> None:
+    """A second photo of the same person from the library: imagepath becomes a list."""
+    browser.open("/")
+    need_route(browser, "GET", "/video/files")
+    set_lang(browser, "en")
+    upload(browser, "face", clips["photo"])
+    upload(browser, "video", clips["clip"])
+    browser.wait_js("return !!document.querySelector('#library .add-face')", 30)
+    browser.js("document.querySelector('#library .add-face').click()")
+    assert browser.text("face-extras-title") == "Photos of the same person: 2 of 10"
+    assert "2 of 10" in browser.text("notice")
+    start_task(browser, "v2_two_photos", "field 'imagepath' must be a string",
+               "a list of photos as imagepath")
+    body = sent(browser, "/video/faceswap")[-1]
+    assert isinstance(body["imagepath"], list) and len(body["imagepath"]) == 2, body
+    task = wait_task_state(browser, "v2_two_photos", ("finished", "failed"), 120)
+    assert task["state"] == "finished", browser.text("current-state")
+    # The extra photo is removable (its chip's button), and then imagepath is one path.
+    browser.js("document.querySelector('#face-extras .chip-remove').click()")
+    assert browser.js("return document.getElementById('face-extras-box').hidden")
 
 
 def test_group_photo_face_picker(browser: Browser, user: str, clips) -> None:
@@ -327,9 +344,8 @@ def test_preview_of_one_frame(browser: Browser, user: str, clips) -> None:
         browser.d.set_window_size(1366, 900)
 
 
-def test_photo_target_and_face_video(browser: Browser, user: str, clips) -> None:
-    """A photo as the target gives a photo; the comparison shows both; a short video of
-    the person works as the face."""
+def test_photo_target(browser: Browser, user: str, clips) -> None:
+    """A photo as the target gives a photo; the comparison shows both."""
     browser.open("/")
     set_lang(browser, "en")
     upload(browser, "face", clips["photo"])
@@ -354,7 +370,12 @@ def test_photo_target_and_face_video(browser: Browser, user: str, clips) -> None
     browser.js("document.getElementById('player-card').scrollIntoView()")
     check_view(browser, "v2_photo_result", "en", "desktop")
     Select(browser.el("compare-mode")).select_by_value("off")
-    # A face video as the face.
+
+
+def test_face_video(browser: Browser, user: str, clips) -> None:
+    """A short video of the person as the face (uploaded as a video in the face slot)."""
+    browser.open("/")
+    set_lang(browser, "en")
     upload(browser, "face", clips["clip"])
     assert browser.js("return window.faceswapPage.slots.face.fileKind") == "video"
     assert browser.visible("face-video")
