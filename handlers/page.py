@@ -66,5 +66,6 @@ class SessionHandler(BaseHandler):
         self.reply({"status": 0, "userdata": user.public(), "xsrf": xsrf,
                     "limits": {"upload_bytes": limits.upload_bytes,
                                "video_seconds": limits.video_seconds,
+                               "upload_seconds": limits.upload_video_seconds,
                                "output_height": limits.output_height,
                                "concurrent_tasks": limits.concurrent_tasks}})
