@@ -141,7 +141,9 @@ async function onPreview() {
     $("preview-result").src = thumbUrl(d.preview);
     $("preview-out").hidden = false;
     renderPreview();
-    reveal($("preview-out"));
+    // Brought into view once the pictures have their size (on a phone it is below).
+    await Promise.all(["preview-original", "preview-result"].map((id) => $(id).decode().catch(() => {})));
+    if (seq === previewSeq) reveal($("preview-out"));
   } catch (e) {
     if (seq === previewSeq && !e.handled) showError(msg("err_preview_failed", { msg: e.msg }), "preview-error");
   } finally {
