@@ -524,7 +524,9 @@ def admin_flow(browser: Browser, user: str, victim: str) -> None:
     # Delete another customer: asks; "go back" keeps them; confirmed, gone.
     browser.type("admin-keywords", victim)
     browser.el("admin-search-btn").click()
-    browser.wait_js("return document.querySelectorAll('#customers-body tr').length === 1", 20)
+    browser.wait_js("const r = document.querySelectorAll('#customers-body tr');"
+                    "return r.length === 1 && r[0].textContent.includes(arguments[0])",
+                    20, victim)
     browser.js("document.querySelector('#customers-body tr .cust-delete').click()")
     assert victim in confirm(browser, yes=False)
     browser.js("document.querySelector('#customers-body tr .cust-delete').click()")
