@@ -327,6 +327,7 @@ def test_server_unreachable_is_said(browser: Browser, user: str, media) -> None:
         browser.wait_js("return !document.getElementById('conn-banner').hidden", 20)
         assert browser.text("conn-banner-text") == "Server unreachable; retrying automatically…"
         assert browser.text("conn-state") == "Server unreachable; retrying automatically…"
+        assert browser.text("notice") == ""  # "Task started" is old news under the banner
         assert "left" not in browser.text("current-detail")  # no frozen time left
         assert browser.el("start").get_attribute("disabled") is not None  # cannot work now
         browser.shot("r2_unreachable_en")
