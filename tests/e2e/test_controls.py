@@ -545,7 +545,6 @@ def test_swap_view_with_the_new_controls(browser: Browser, user: str, lang: str,
     try:
         browser.open("/")
         set_lang(browser, lang)
-        browser.wait_js("return document.querySelectorAll('#tasks li').length > 0", 20)
         check_view(browser, "v2_swap", lang, size)
         browser.js("document.getElementById('library-card').scrollIntoView()")
         browser.shot(f"v2_library_{lang}_{size}")
