@@ -33,7 +33,7 @@ from .encode import LABEL
 from .errors import Cancelled, EngineError
 from .landmarks import predict_landmarks
 from .pipeline import QUALITIES
-from .source import find_faces, load_source, read_image
+from .source import SourceFace, find_faces, load_source, read_image
 from .swap import face_region, swap_faces
 
 #: JPEG quality of photo results: visually lossless, about 3x smaller than PNG.
@@ -95,13 +95,13 @@ def swap_image(image_path: str, target_path: str, out_path: str, *, many_faces: 
             "warnings": list(source.warnings)}
 
 
-def swap_into(bgr: np.ndarray, source, *, many_faces: bool = False, keep_mouth: bool = False,
-              morph: float = 0.5, levels: int | None = None) -> tuple[np.ndarray, int]:
+def swap_into(bgr: np.ndarray, source: SourceFace, *, many_faces: bool = False,
+              keep_mouth: bool = False, morph: float = 0.5, levels: int | None = None
+              ) -> tuple[np.ndarray, int]:
     """``(result, faces swapped)`` for a BGR image; ``bgr`` itself is not modified.
 
-    ``source`` is a :class:`engine.source.SourceFace` (converted here to the internal
-    YUV matrix); ``levels`` the landmark cascade's (the quality's, as in a video task,
-    so a worker keeps one predictor loaded).
+    ``source`` is converted here to the internal YUV matrix; ``levels``: the landmark
+    cascade's (the quality's, as in a video task, so a worker keeps one predictor loaded).
     """
     h, w = bgr.shape[:2]
     # Even sizes, as the 4:2:0 planes need; the padding is cut off again at the end.

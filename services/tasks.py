@@ -233,10 +233,10 @@ class TaskService:
                                    f"start_s and end_s", 413, "too_long")
         # uploads are checked on arrival; this holds for files recorded before those checks
         # and for a user whose tier went down since
+        target_limit = (limits.video_pixels, "video") if kind == "video" \
+            else (limits.photo_pixels, "photo")
         for record, limit, what in ((image, limits.photo_pixels, "photo"),
-                                    (video, limits.video_pixels if kind == "video"
-                                     else limits.photo_pixels, "video" if kind == "video"
-                                     else "photo")):
+                                    (video, *target_limit)):
             if (record.get("width") or 0) * (record.get("height") or 0) > limit:
                 raise ServiceError(f"the {what} has more pixels than your limit of "
                                    f"{limit / 1e6:.1f} megapixels", 413, f"{what}_too_large")
