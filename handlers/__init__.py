@@ -6,6 +6,7 @@ import tornado.web
 
 from handlers.base import BaseHandler
 from handlers.customers import CustomersHandler, HealthHandler, ModifyTypeHandler
+from handlers.faces import FacesHandler, PreviewHandler
 from handlers.media import MediaHandler, PlaybackHandler
 from handlers.metrics import MetricsHandler
 from handlers.page import STATIC_DIR, AssetHandler, IndexHandler, SessionHandler
@@ -41,6 +42,8 @@ def make_app(ctx: AppContext, cookie_secret: str) -> tornado.web.Application:
         (r"/video/view_task/?", ViewTaskHandler),
         (r"/video/tasks/?", TaskListHandler),
         (r"/video/cancel_task/?", CancelTaskHandler),
+        (r"/video/faces/?", FacesHandler),
+        (r"/video/preview/?", PreviewHandler),
         (r"/ws/tasks", TaskSocket),
         (r"/static/media/(.*)", MediaHandler, {"path": str(ctx.media.root)}),
         (r"/video/test_resp/?()", PlaybackHandler, {"path": str(ctx.media.root)}),

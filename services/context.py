@@ -12,7 +12,9 @@ from motor.motor_asyncio import AsyncIOMotorDatabase
 from conf import Settings
 from engine.dispatch import Dispatcher
 from services.accounts import AccountService
+from services.faces import FaceService
 from services.metrics import Metrics
+from services.preview import PreviewService
 from services.tasks import TaskService
 from services.uploads import UploadService
 from storage import DatabaseError, MediaStore, Repositories
@@ -28,6 +30,8 @@ class AppContext:
     uploads: UploadService
     tasks: TaskService
     metrics: Metrics
+    faces: FaceService
+    previews: PreviewService
     #: Reports whether the embedded database process is running (None: external DB).
     db_process_alive: Callable[[], bool] | None = field(default=None)
 
@@ -38,11 +42,22 @@ class AppContext:
         media = MediaStore(settings.data_path)
         metrics = Metrics()
         uploads = UploadService(repos, media, settings, metrics)
+        faces = FaceService(repos, media, settings)
+        tasks = TaskService(repos, media, dispatcher, uploads, metrics, faces)
         return cls(settings=settings, repos=repos, accounts=AccountService(repos, settings),
-                   media=media, uploads=uploads,
-                   tasks=TaskService(repos, media, dispatcher, uploads, metrics),
-                   metrics=metrics,
+                   media=media, uploads=uploads, tasks=tasks, metrics=metrics, faces=faces,
+                   previews=PreviewService(repos, media, settings, tasks),
                    db_process_alive=db_process_alive)
+
+    async def start_workers(self) -> None:
+        """Start the interactive engine processes now, models loaded (server start-up)."""
+        await asyncio.gather(self.previews.worker.start(), self.faces.worker.start())
+
+    async def close(self) -> None:
+        """Stop the tasks' dispatcher and the interactive engine processes."""
+        await self.tasks.close()
+        await self.previews.close()
+        await self.faces.close()
 
     async def health(self) -> tuple[bool, str]:
         """(healthy, reason): a dead embedded process or an unanswered ping is unhealthy."""

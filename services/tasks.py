@@ -31,6 +31,7 @@ from engine.dispatch import Dispatcher, Job, JobFailed
 from engine.probe import probe_isolated
 from services import ServiceError
 from services.accounts import User
+from services.faces import FaceService
 from services.metrics import Metrics, event_line
 from services.uploads import UploadService
 from storage import DatabaseError, MediaStore, OutputTaken, PathRefused, Repositories
@@ -71,7 +72,8 @@ def listing_view(task: dict[str, Any]) -> dict[str, Any]:
     view = public_view(task)
     view.update({key: task.get(key) for key in ("imagepath", "videopath", "many_faces",
                                                 "keep_mouth", "quality", "error", "start_s",
-                                                "end_s")})
+                                                "end_s", "target_face",
+                                                "source_face")})
     view["progress_percent"] = 100.0 if task["state"] == "finished" else task.get("percent", 0.0)
     created = task.get("created")
     view["created"] = created.isoformat() if isinstance(created, dt.datetime) else created
@@ -148,8 +150,11 @@ def _event(event: str, task: dict[str, Any], level: int = logging.INFO,
 
 class TaskService:
     def __init__(self, repos: Repositories, media: MediaStore, dispatcher: Dispatcher,
-                 uploads: UploadService | None = None, metrics: Metrics | None = None) -> None:
+                 uploads: UploadService | None = None, metrics: Metrics | None = None,
+                 faces: FaceService | None = None) -> None:
         self.repos = repos
+        #: The kept people of files (``target_face`` / ``source_face``); None: refused.
+        self.faces = faces
         self.uploads = uploads or UploadService(repos, media)
         self.media = media
         self.dispatcher = dispatcher
@@ -202,10 +207,12 @@ class TaskService:
     async def create(self, user: User, imagepath: str, videopath: str, swapname: str, *,
                      many_faces: bool = False, keep_mouth: bool = False,
                      quality: str = "balanced", start_s: float | None = None,
-                     end_s: float | None = None) -> str:
+                     end_s: float | None = None, target_face: str | None = None,
+                     source_face: str | None = None) -> str:
         """Queue a swap; ``videopath`` may name a video or a photo (the result is then a
         photo), ``start_s``/``end_s`` a segment of the video (the length limit applies
-        to the segment)."""
+        to the segment); ``target_face`` / ``source_face`` a person of each, from
+        ``/video/faces``."""
         if not SWAPNAME_RE.fullmatch(swapname):
             raise ServiceError("swapname must be 1-64 letters, digits, CJK or _ - . characters, "
                                "not starting or ending with a dot", 400, "bad_swapname")
@@ -251,7 +258,8 @@ class TaskService:
         check = image.get("photo_check")
         if check is None:  # an upload recorded before photos were checked at upload
             check = await self._check_photo(user, image["path"])
-        if not check["ok"]:  # judged by the bounded probe process, never in the server
+        chosen = await self.chosen_faces(user, imagepath, videopath, target_face, source_face)
+        if not check["ok"] and source_face is None:  # judged by the bounded probe process
             raise ServiceError(check["msg"], 400, check["code"])
         task = {"task_id": secrets.token_hex(8), "owner_id": user.id,
                 "username": user.username, "usertype": user.usertype,
@@ -262,7 +270,7 @@ class TaskService:
                 "max_frames": _frame_budget(video, limits.video_seconds, segment)
                 if kind == "video" else None,
                 "kind": kind, "start_s": start_s, "end_s": end_s,
-                "warnings": check.get("warnings") or []}
+                "warnings": check.get("warnings") or [], **chosen}
         try:
             await self.repos.tasks.create(dict(task))
         except OutputTaken:
@@ -277,6 +285,32 @@ class TaskService:
         self._notify(task)
         self._pump()
         return task["task_id"]
+
+    async def chosen_faces(self, user: User, imagepath: str, videopath: str,
+                           target_face: Any = None, source_face: Any = None
+                           ) -> dict[str, Any]:
+        """The task fields of a chosen person: ``target_face`` of the video (its descriptor
+        goes to the engine as ``target``) and ``source_face`` of the photo (its box goes
+        as ``source_box``). Kept in the task, so it runs (and is retried) as created
+        even if the file's faces are forgotten meanwhile."""
+        out: dict[str, Any] = {}
+        if target_face is None and source_face is None:
+            return out
+        if self.faces is None:
+            raise ServiceError("choosing a face is not available", 400, "bad_request")
+        if target_face is not None:
+            face = await self.faces.choice(user, videopath, target_face, "target_face")
+            out.update(target_face=face["face_id"], target=face["descriptor"])
+        if source_face is not None:
+            face = await self.faces.choice(user, imagepath, source_face, "source_face")
+            out.update(source_face=face["face_id"], source_box=face["box"])
+        return out
+
+    async def own_upload(self, user: User, filepath: str, field: str,
+                         kinds: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """The caller's upload record behind ``<field>path`` (of one of ``kinds``, default
+        ``field``) with its ``path``: 404/403/400 otherwise (the preview's checks)."""
+        return await self._own_upload(user, filepath, field, kinds)
 
     async def _check_photo(self, user: User, path: Path) -> dict[str, Any]:
         """The engine's verdict on a source photo, from the bounded probe process:
@@ -403,7 +437,9 @@ class TaskService:
                       max_height=limits_for(task["usertype"]).output_height
                       if kind == "video" else None,
                       max_frames=task.get("max_frames"), target_kind=kind,
-                      start_s=task.get("start_s"), end_s=task.get("end_s"))
+                      start_s=task.get("start_s"), end_s=task.get("end_s"),
+                      target=tuple(task["target"]) if task.get("target") else None,
+                      source_box=tuple(task["source_box"]) if task.get("source_box") else None)
             result = await self.dispatcher.run(job, lambda *p: self._progress(task, *p))
             self.media.place(out, task["filepath"])
             self._remove_partial(task_id)
