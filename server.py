@@ -117,6 +117,8 @@ async def serve(settings: Settings) -> None:
                             chunk_size=1024 * 1024, idle_connection_timeout=120)
         ctx.uploads.remove_stale_temp()
         await ctx.tasks.recover()
+        if added := await ctx.tasks.backfill_results():
+            log.info("recorded %d result(s) made before the file list", added)
         background = [asyncio.create_task(housekeeping(ctx))]
         if embedded:
             background.append(asyncio.create_task(watch_embedded(embedded)))

@@ -31,18 +31,22 @@ class MediaHandler(BaseHandler, tornado.web.StaticFileHandler):
     def client_path(self, path: str) -> str:
         return path
 
-    async def get(self, path: str = "", include_body: bool = True) -> None:
+    def resolve(self, raw: str) -> str:
+        """The checked file behind the client path, relative to this handler's root."""
         user = self.require_user()
-        if ENCODED_SEPARATOR_RE.search(self.request.path):
-            raise ServiceError("encoded separators are not allowed in media paths", 400,
-                               "bad_path")
-        raw = self.client_path(path)
         try:
             resolved = self.ctx.media.resolve(raw, user.username, user.is_admin)
         except PathRefused as exc:
             raise ServiceError(exc.msg, exc.code) from None
-        relative = self.ctx.media.relative(resolved)
-        self._range_policy(str(resolved))
+        return self.ctx.media.relative(resolved)
+
+    async def get(self, path: str = "", include_body: bool = True) -> None:
+        self.require_user()
+        if ENCODED_SEPARATOR_RE.search(self.request.path):
+            raise ServiceError("encoded separators are not allowed in media paths", 400,
+                               "bad_path")
+        relative = self.resolve(self.client_path(path))
+        self._range_policy(os.path.join(self.root, relative))
         if self.get_query_argument("download", "") in ("1", "true") and not self.inline_only:
             quoted = urllib.parse.quote(os.path.basename(relative))
             self.set_header("Content-Disposition", f"attachment; filename*=UTF-8''{quoted}")

@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 
 from motor.motor_asyncio import AsyncIOMotorDatabase
 
-from conf import Settings
+from conf import Limits, Settings, limits_for
 from engine.dispatch import Dispatcher
 from services.accounts import AccountService
+from services.files import FileService
 from services.metrics import Metrics
 from services.tasks import TaskService
 from services.uploads import UploadService
@@ -27,6 +28,7 @@ class AppContext:
     media: MediaStore
     uploads: UploadService
     tasks: TaskService
+    files: FileService
     metrics: Metrics
     #: Reports whether the embedded database process is running (None: external DB).
     db_process_alive: Callable[[], bool] | None = field(default=None)
@@ -38,11 +40,18 @@ class AppContext:
         media = MediaStore(settings.data_path)
         metrics = Metrics()
         uploads = UploadService(repos, media, settings, metrics)
-        return cls(settings=settings, repos=repos, accounts=AccountService(repos, settings),
-                   media=media, uploads=uploads,
-                   tasks=TaskService(repos, media, dispatcher, uploads, metrics),
-                   metrics=metrics,
+        tasks = TaskService(repos, media, dispatcher, uploads, metrics, limits=limits_for)
+        accounts = AccountService(repos, settings, limits=limits_for)
+        # an account's deletion: its tasks stop first, then its files go
+        accounts.purgers = [lambda uid, _name: tasks.purge_owner(uid), uploads.purge_owner]
+        return cls(settings=settings, repos=repos, accounts=accounts,
+                   media=media, uploads=uploads, tasks=tasks,
+                   files=FileService(repos, media, uploads, tasks), metrics=metrics,
                    db_process_alive=db_process_alive)
+
+    def limits(self, usertype: int) -> Limits:
+        """The conf/ limits of ``usertype`` (the one way services and handlers get them)."""
+        return limits_for(usertype)
 
     async def health(self) -> tuple[bool, str]:
         """(healthy, reason): a dead embedded process or an unanswered ping is unhealthy."""
