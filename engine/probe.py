@@ -131,7 +131,7 @@ def probe_video(path: str, limits: ProbeLimits | None = None,
         fps = frame_rate(stream)
         scanning, scanned = open_video(path)
         try:
-            scan = scan_packets(scanning, scanned, limits)
+            scan = scan_packets(scanning, scanned, limits, os.path.getsize(path))
         finally:
             scanning.close()
         thumbed = False
@@ -166,19 +166,21 @@ def _header_duration(container, stream) -> float:
     return 0.0
 
 
-def scan_packets(container, stream, limits: ProbeLimits) -> dict:
+def scan_packets(container, stream, limits: ProbeLimits, file_size: int | None = None) -> dict:
     """Demux (never decode) every packet of ``stream``: real length and packet count.
 
     The length is the span of presentation timestamps, from the first packet's
     start to the last packet's end, so edited container durations do not count.
     More packets than ``limits.max_samples`` or a frame rate above
     ``limits.max_frame_rate`` (timestamps that do not advance) are refused: both
-    would let a long video pass a length limit.
+    would let a long video pass a length limit. Fewer packets than the container's
+    index lists, or a packet that ends past ``file_size``, is a truncated file
+    (``truncated_video``).
     """
     import av
 
     tb = stream.time_base or Fraction(1, 90000)
-    count = 0
+    count = last_byte = 0
     start: int | None = None
     end: int | None = None
     try:
@@ -186,6 +188,8 @@ def scan_packets(container, stream, limits: ProbeLimits) -> dict:
             if packet.size == 0 and packet.pts is None:
                 continue  # the demuxer's flush packet
             count += 1
+            if packet.pos is not None and packet.pos >= 0:
+                last_byte = max(last_byte, packet.pos + packet.size)
             if count > limits.max_samples:
                 raise ProbeRefused(
                     f"the video has more than {limits.max_samples} frames, more than your "
@@ -200,6 +204,13 @@ def scan_packets(container, stream, limits: ProbeLimits) -> dict:
         pass  # a damaged tail: what was read so far is the video (the decoder checks more)
     if count == 0:
         raise EngineError("the video has no frames (corrupt or truncated file)")
+    # An MP4's index lists every frame; a file cut short (an interrupted copy) still has
+    # the whole index at its front, and the demuxer stops quietly where the bytes end.
+    # Refused here instead of failing the swap part-way through.
+    indexed = int(stream.frames or 0)
+    if (indexed and count < indexed) or (file_size is not None and last_byte > file_size):
+        raise ProbeRefused(f"the video is truncated: its index lists {indexed} frames, the "
+                           f"file holds {count}", "truncated_video")
     duration = float((end - start) * tb) if start is not None and end is not None else 0.0
     if count > 1 and count > max(duration, 1e-9) * limits.max_frame_rate:
         raise ProbeRefused(

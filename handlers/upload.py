@@ -25,7 +25,7 @@ from streaming_form_data.targets import BaseTarget, ValueTarget
 
 from handlers.base import BaseHandler
 from services import ServiceError
-from services.files import thumbnail_url
+from services.files import file_warnings, thumbnail_url
 from services.uploads import check_kind
 
 WRITE_BATCH = 1024 * 1024  #: bytes collected before one write on a worker thread
@@ -256,7 +256,7 @@ class UploadHandler(StreamingBodyHandler):
                                                self.target.multipart_filename or "",
                                                transfer_seconds)
         self.reply({"status": 0, "filepath": record["filepath"], "upload": _public(record),
-                    "warnings": photo_warnings(record)})
+                    "warnings": file_warnings(record)})
 
     def cleanup(self) -> None:
         if self.target is not None:
@@ -268,12 +268,6 @@ class UploadHandler(StreamingBodyHandler):
 def _public(record: dict[str, Any]) -> dict[str, Any]:
     return {**{key: record.get(key) for key in ("kind", "size", "width", "height", "duration",
                                                 "faces")}, "thumbnail": thumbnail_url(record)}
-
-
-def photo_warnings(record: dict[str, Any]) -> list[dict[str, Any]]:
-    """What the photo check found that works but will disappoint (API ``warnings``)."""
-    check = record.get("photo_check") or {}
-    return list(check.get("warnings") or [])
 
 
 def _disk_error(exc: OSError) -> ServiceError:

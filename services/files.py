@@ -34,15 +34,27 @@ def thumbnail_url(record: dict[str, Any]) -> str | None:
     return THUMB_PREFIX + urllib.parse.quote(MediaStore.thumb_name(record["filepath"]))
 
 
+def file_warnings(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """What the analysis at upload found (a photo's: the check's warnings, and its
+    refusal as a warning too, so that the page can say at once that this photo will not
+    do), or a result's warnings."""
+    if record.get("warnings"):
+        return list(record["warnings"])
+    check = record.get("photo_check") or {}
+    found = list(check.get("warnings") or [])
+    if check and not check.get("ok") and check.get("code"):
+        found.insert(0, {"code": check["code"], "msg": check.get("msg") or check["code"]})
+    return found
+
+
 def public_file(record: dict[str, Any]) -> dict[str, Any]:
     """One entry of ``GET /video/files``."""
     created = record.get("created")
-    check = record.get("photo_check") or {}
     return {"filepath": record["filepath"], "kind": record["kind"], "size": record["size"],
             "created": created.isoformat() if isinstance(created, dt.datetime) else created,
             "width": record.get("width"), "height": record.get("height"),
             "duration": record.get("duration"), "faces": record.get("faces"),
-            "warnings": list(record.get("warnings") or check.get("warnings") or []),
+            "warnings": file_warnings(record),
             "thumbnail": thumbnail_url(record),
             "origin": record.get("origin") or "upload", "task_id": record.get("task_id")}
 
