@@ -265,6 +265,8 @@ async def test_every_error_path_has_a_documented_code(ctx, api, files, monkeypat
     w.check("view_task envelope", code, body, 404, "not_found")
     assert body["status"] == 2 and body["progress"]
 
+    assert not list(ctx.media.tmp.iterdir()), "a refused request left bytes behind"
+
     # -- the documentation's side ------------------------------------------------------
     missing = documented - set(w.seen) - unwalked
     assert not missing, f"documented codes this walk never provoked: {sorted(missing)}"
