@@ -39,7 +39,7 @@ class AppContext:
         repos = Repositories.over(db)
         media = MediaStore(settings.data_path)
         metrics = Metrics()
-        uploads = UploadService(repos, media, settings, metrics)
+        uploads = UploadService(repos, media, settings, metrics, limits=limits_for)
         tasks = TaskService(repos, media, dispatcher, uploads, metrics, limits=limits_for)
         accounts = AccountService(repos, settings, limits=limits_for)
         # an account's deletion: its tasks stop first, then its files go

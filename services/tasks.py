@@ -331,6 +331,7 @@ class TaskService:
         await self._remove_result(task)
         await self.repos.tasks.delete(task_id)
         _event("deleted", task, by=user.username)
+        self._notify({**task, "state": "deleted", "error": "the task was deleted"})
 
     async def _stop(self, task: dict[str, Any], timeout: float = 15.0) -> None:
         """Cancel a queued or running task and wait until it has ended."""

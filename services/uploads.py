@@ -85,8 +85,10 @@ def over_quota(quota: int) -> ServiceError:
 
 class UploadService:
     def __init__(self, repos: Repositories, media: MediaStore,
-                 settings: Settings | None = None, metrics: Metrics | None = None) -> None:
+                 settings: Settings | None = None, metrics: Metrics | None = None,
+                 limits: Callable[[int], Limits] = limits_for) -> None:
         self.repos = repos
+        self.limits_of = limits  #: usertype → its conf/ limits (from the context)
         self.media = media
         self.settings = settings or Settings()
         self.metrics = metrics or Metrics()
@@ -145,7 +147,7 @@ class UploadService:
                 del self._streams[stream.user_id]
 
     def limits(self, user: User) -> Limits:
-        return limits_for(user.usertype)
+        return self.limits_of(user.usertype)
 
     def probe_limits(self, user: User) -> ProbeLimits:
         """What one probe of ``user``'s file may accept and spend (all from conf/)."""
@@ -213,7 +215,7 @@ class UploadService:
         return self.media.tmp / f"tus-{upload_id}.part"
 
     def max_bytes(self, user: User) -> int:
-        return limits_for(user.usertype).upload_bytes
+        return self.limits(user).upload_bytes
 
     async def accept(self, user: User, kind: str, temp: Path, original_name: str,
                      transfer_seconds: float | None = None, tus_id: str | None = None

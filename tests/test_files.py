@@ -36,7 +36,8 @@ def media(testdata: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     return {"short": cut_clip(src, folder / "short.mp4", 1.0).read_bytes(),
             "long": cut_clip(src, folder / "long.mp4", 6.0).read_bytes(),
             "noface": faceless_clip(testdata, folder / "dog.mp4"),
-            "photo": (testdata / "face_woman.jpg").read_bytes()}
+            "photo": (testdata / "face_woman.jpg").read_bytes(),
+            "dog": (testdata / "no_human_face_dog.jpg").read_bytes()}
 
 
 def faceless_clip(testdata: Path, path: Path, frames: int = 8) -> bytes:
@@ -126,6 +127,14 @@ async def test_file_list_thumbnails_and_delete_file(ctx, api, media):
         assert (await fetch(api, entry["thumbnail"], bob)).code in (403, 404)
     code, only = await api.call("GET", "/video/files?kind=image", token=alice)
     assert [f["filepath"] for f in only["files"]] == [image]
+    # early feedback: a photo without a face is kept, and the answer says it will not do
+    code, dog = await upload(api, bob, "image", "dog.jpg", media["dog"])
+    assert code == 200 and dog["upload"]["faces"] == 0
+    assert [w["code"] for w in dog["warnings"]] == ["no_face_in_photo"]
+    _, bobs = await api.call("GET", "/video/files", token=bob)
+    assert bobs["files"][0]["warnings"] == dog["warnings"]
+    assert (await api.call("POST", "/video/delete_file", {"filepath": dog["filepath"]},
+                           token=bob))[0] == 200
     code, body = await api.call("GET", "/video/files?kind=audio", token=alice)
     assert code == 400 and body["code"] == "bad_request"
     code, body = await api.call("GET", "/video/files", token=bob)
