@@ -28,7 +28,7 @@ class Limits:
     """What one user type may do; enforced server-side on upload and on faceswap."""
 
     upload_bytes: int  #: largest single upload
-    video_seconds: float  #: longest input video (as its timestamps span, not its header)
+    video_seconds: float  #: longest video (or segment of one) a task swaps, as timestamps span
     output_height: int  #: swap output is scaled down to at most this height
     concurrent_tasks: int  #: queued + running tasks at once
     photo_pixels: int = 25_000_000  #: largest photo (width x height), read from its header
@@ -36,6 +36,14 @@ class Limits:
     open_uploads: int = 5  #: unfinished resumable uploads at once
     storage_bytes: int = 2048 * MB  #: uploads + results kept at once (the storage quota)
     unfinished_tasks: int = 20  #: queued + running tasks one user may have at once
+    #: longest video accepted at upload: a task swaps a segment of it (``start_s``/
+    #: ``end_s``) of at most ``video_seconds``, so a long video can be used in part
+    upload_seconds: float = 600.0
+
+    @property
+    def upload_video_seconds(self) -> float:
+        """The upload length limit, never below the segment limit ``video_seconds``."""
+        return max(self.upload_seconds, self.video_seconds)
 
 
 #: The per-usertype limits table. Free users get enough to try the service;
@@ -47,16 +55,19 @@ class Limits:
 LIMITS: dict[int, Limits] = {
     FREE: Limits(upload_bytes=200 * MB, video_seconds=60, output_height=720, concurrent_tasks=1,
                  photo_pixels=25_000_000, video_pixels=1920 * 1080, open_uploads=5,
-                 storage_bytes=2048 * MB, unfinished_tasks=20),
+                 storage_bytes=2048 * MB, unfinished_tasks=20, upload_seconds=600),
     BASIC: Limits(upload_bytes=1024 * MB, video_seconds=300, output_height=1080,
                   concurrent_tasks=2, photo_pixels=40_000_000, video_pixels=2560 * 1440,
-                  open_uploads=10, storage_bytes=20 * 1024 * MB, unfinished_tasks=20),
+                  open_uploads=10, storage_bytes=20 * 1024 * MB, unfinished_tasks=20,
+                  upload_seconds=3600),
     PREMIUM: Limits(upload_bytes=4096 * MB, video_seconds=1800, output_height=2160,
                     concurrent_tasks=4, photo_pixels=60_000_000, video_pixels=3840 * 2160,
-                    open_uploads=20, storage_bytes=100 * 1024 * MB, unfinished_tasks=20),
+                    open_uploads=20, storage_bytes=100 * 1024 * MB, unfinished_tasks=20,
+                    upload_seconds=7200),
     ADMIN: Limits(upload_bytes=8192 * MB, video_seconds=7200, output_height=4320,
                   concurrent_tasks=8, photo_pixels=100_000_000, video_pixels=7680 * 4320,
-                  open_uploads=50, storage_bytes=500 * 1024 * MB, unfinished_tasks=50),
+                  open_uploads=50, storage_bytes=500 * 1024 * MB, unfinished_tasks=50,
+                  upload_seconds=14400),
 }
 
 

@@ -8,7 +8,8 @@ that importing ``engine`` for :class:`EngineError` is free.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 # The engine's matrix products are tiny (2x2 to 68x2): OpenBLAS's worker
 # threads only spin on the other core (measured: 0.2-0.4 s of CPU per run of a
@@ -18,13 +19,17 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from .errors import Cancelled, EngineError
 
-__all__ = ["Cancelled", "EngineError", "check_source_face", "probe_image", "probe_video",
-           "swap_video"]
+__all__ = ["Cancelled", "EngineError", "TARGET_KINDS", "check_source_face", "probe_image",
+           "probe_video", "run_swap", "swap_image", "swap_video"]
+
+#: What a swap may target: a video (MP4 out) or a photo (JPEG or PNG out).
+TARGET_KINDS = ("video", "image")
 
 
 def swap_video(image_path: str, video_path: str, out_path: str, *, many_faces: bool = False,
                keep_mouth: bool = False, quality: str = "balanced", max_height: int | None = None,
-               max_frames: int | None = None,
+               max_frames: int | None = None, start_s: float | None = None,
+               end_s: float | None = None,
                progress: Callable[[int, int, float], None] | None = None,
                should_cancel: Callable[[], bool] | None = None) -> dict:
     """Swap the largest face of the image into the video; see :mod:`engine.pipeline`.
@@ -32,13 +37,54 @@ def swap_video(image_path: str, video_path: str, out_path: str, *, many_faces: b
     Returns ``{"frames", "swapped_frames", "seconds", "fps", "width", "height"}``;
     raises :class:`EngineError` / :class:`Cancelled`. ``out_path`` is written
     atomically. ``progress(frames_done, frames_total, fps)`` and
-    ``should_cancel()`` are called from the calling thread only.
+    ``should_cancel()`` are called from the calling thread only. ``start_s`` /
+    ``end_s``: only that segment is swapped and written (audio cut with it).
     """
     from .pipeline import swap_video as run
 
     return run(image_path, video_path, out_path, many_faces=many_faces, keep_mouth=keep_mouth,
                quality=quality, max_height=max_height, max_frames=max_frames,
-               progress=progress, should_cancel=should_cancel)
+               start_s=start_s, end_s=end_s, progress=progress, should_cancel=should_cancel)
+
+
+def swap_image(image_path: str, target_path: str, out_path: str, *, many_faces: bool = False,
+               keep_mouth: bool = False, quality: str = "balanced",
+               progress: Callable[[int, int, float], None] | None = None,
+               should_cancel: Callable[[], bool] | None = None) -> dict:
+    """Swap the face of ``image_path`` into the photo ``target_path``; see :mod:`engine.still`.
+
+    ``out_path`` ends in ``.jpg``/``.jpeg`` or ``.png`` (the format written) and is
+    written atomically. Returns ``{"frames": 1, "swapped_frames", "faces", "width",
+    "height", "seconds", "fps", "warnings"}``; pixels away from the swapped faces are
+    the target's own.
+    """
+    from .still import swap_image as run
+
+    return run(image_path, target_path, out_path, many_faces=many_faces, keep_mouth=keep_mouth,
+               quality=quality, progress=progress, should_cancel=should_cancel)
+
+
+def run_swap(job: Mapping[str, Any], *, progress: Callable[[int, int, float], None] | None = None,
+             should_cancel: Callable[[], bool] | None = None) -> dict:
+    """Run one job described by plain fields (``engine.dispatch.Job`` as a dict).
+
+    One entry point for every dispatcher (local processes, Dask workers), so a new job
+    field reaches the engine the same way wherever the job runs. ``target_kind``
+    ``"image"`` goes to :func:`swap_image` (the video-only fields do not apply).
+    """
+    fields = dict(job)
+    fields.pop("task_id", None)
+    kind = fields.pop("target_kind", "video") or "video"
+    image, target, out = fields.pop("image_path"), fields.pop("video_path"), fields.pop("out_path")
+    if kind == "image":
+        return swap_image(image, target, out, many_faces=fields.get("many_faces", False),
+                          keep_mouth=fields.get("keep_mouth", False),
+                          quality=fields.get("quality", "balanced"), progress=progress,
+                          should_cancel=should_cancel)
+    if kind != "video":
+        raise EngineError(f"unknown target kind {kind!r} (use video or image)")
+    return swap_video(image, target, out, **fields, progress=progress,
+                      should_cancel=should_cancel)
 
 
 def probe_video(path: str) -> dict:

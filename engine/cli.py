@@ -1,5 +1,9 @@
 """Command line: ``python -m engine swap --image I --video V --out O [options]``.
 
+``--video`` may name a photo (JPEG, PNG, WebP, BMP): the result is then a photo
+(``--out`` ending in ``.jpg`` or ``.png``). ``--start``/``--end`` swap and write
+only that segment of a video.
+
 Progress is a tqdm bar on stderr; success prints one JSON line on stdout;
 failure exits with status 2 and one line on stderr saying why.
 
@@ -23,14 +27,32 @@ from collections.abc import Iterator
 from .errors import EngineError
 from .procs import stop_resource_tracker
 
+#: Leading bytes of the photo formats a target may be (JPEG, PNG, BMP, WebP).
+_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM")
+
+
+def is_image_file(path: str) -> bool:
+    """Whether ``path`` holds a photo (by its first bytes, not its name)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return False
+    return head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m engine", description="Face-swap engine")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("swap", help="swap the face of an image into a video")
     s.add_argument("--image", required=True, help="source image (the face to put in)")
-    s.add_argument("--video", required=True, help="target video")
-    s.add_argument("--out", required=True, help="output MP4 path")
+    s.add_argument("--video", required=True, help="target video, or a target photo")
+    s.add_argument("--out", required=True,
+                   help="output path: .mp4 for a video, .jpg or .png for a photo")
+    s.add_argument("--start", type=float, default=None, metavar="SECONDS",
+                   help="swap and write the video from this time on")
+    s.add_argument("--end", type=float, default=None, metavar="SECONDS",
+                   help="swap and write the video up to this time")
     s.add_argument("--many-faces", action="store_true",
                    help="swap every face, not only the main one")
     s.add_argument("--keep-mouth", action="store_true", help="keep the target's own inner mouth")
@@ -102,10 +124,20 @@ def _swap(args: argparse.Namespace) -> int:
 
     stats = StageTimes() if args.stats else None
     try:
-        result = swap_video(args.image, args.video, args.out, many_faces=args.many_faces,
-                            keep_mouth=args.keep_mouth, quality=args.quality,
-                            max_height=args.max_height, max_frames=args.max_frames,
-                            progress=progress, stats=stats)
+        if is_image_file(args.video):
+            if args.start is not None or args.end is not None:
+                raise EngineError("--start and --end apply to a video, not to a photo")
+            from .still import swap_image
+
+            result = swap_image(args.image, args.video, args.out, many_faces=args.many_faces,
+                                keep_mouth=args.keep_mouth, quality=args.quality,
+                                progress=progress)
+        else:
+            result = swap_video(args.image, args.video, args.out, many_faces=args.many_faces,
+                                keep_mouth=args.keep_mouth, quality=args.quality,
+                                max_height=args.max_height, max_frames=args.max_frames,
+                                start_s=args.start, end_s=args.end, progress=progress,
+                                stats=stats)
     except EngineError as exc:
         bar.close()
         print(f"error: {exc}", file=sys.stderr)

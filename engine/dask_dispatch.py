@@ -139,12 +139,9 @@ def run_job(job_fields: dict[str, Any], event_name: str, token: str) -> dict[str
                 polled[1] = state is None or state.state in ("cancelled", "released")
         return polled[1]
 
-    fields = dict(job_fields)
-    del fields["task_id"]
     try:
-        return engine.swap_video(fields.pop("image_path"), fields.pop("video_path"),
-                                 fields.pop("out_path"), **fields, progress=progress,
-                                 should_cancel=should_cancel)
+        # every Job field (target kind, segment, ...) reaches the engine as it does locally
+        return engine.run_swap(job_fields, progress=progress, should_cancel=should_cancel)
     except EngineError as exc:
         # Dask pickles the exception *with* its chain (tblib); a chained PyAV or OpenCV
         # error may not unpickle, and Dask would then send a bare Exception(repr(...))

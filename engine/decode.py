@@ -47,7 +47,12 @@ class VideoReader:
     """An opened input video; iterate :meth:`frames` from one thread."""
 
     def __init__(self, path: str, *, max_height: int | None = None,
-                 max_frames: int | None = None) -> None:
+                 max_frames: int | None = None, start_s: float | None = None,
+                 end_s: float | None = None) -> None:
+        if start_s is not None and start_s < 0:
+            raise EngineError("start_s must not be negative")
+        if end_s is not None and end_s <= (start_s or 0.0):
+            raise EngineError("end_s must be after start_s")
         self.path = path
         self.container, self.stream = open_video(path)
         self.stream.thread_type = "AUTO"
@@ -66,11 +71,22 @@ class VideoReader:
             elif self.container.duration:
                 dur = self.container.duration / 1_000_000
             est = int(round(dur * float(self.rate)))
+        # The segment [start_s, end_s) in seconds from the stream's first timestamp;
+        # frame and audio timestamps come out shifted by start_s, so the output starts at 0.
+        self.start_s = float(start_s or 0.0)
+        self.end_s = None if end_s is None else float(end_s)
+        self.segmented = bool(self.start_s) or self.end_s is not None
+        self.origin = int(self.stream.start_time or 0)  # the stream's t = 0, in time_base
+        if self.segmented and est:
+            span = est / float(self.rate)
+            end = span if self.end_s is None else min(span, self.end_s)
+            est = max(1, int(round((end - self.start_s) * float(self.rate))))
         if max_frames:
             est = min(est, max_frames) if est else max_frames
         self.total = max(1, est)
         self.colorspace: int | None = None
         self.decoded = 0
+        self.skipped = 0  #: frames decoded before start_s (from the keyframe sought to)
 
     @property
     def max_size(self) -> tuple[int, int]:
@@ -109,18 +125,52 @@ class VideoReader:
             y, u, v = cv2.rotate(y, code), cv2.rotate(u, code), cv2.rotate(v, code)
         return new_frame(y, u, v)
 
+    def _seek(self) -> tuple[int, int | None, int]:
+        """Seek to the keyframe at or before ``start_s``; the segment in stream units.
+
+        Returns ``(start_pts, end_pts or None, audio_shift)``: frames before
+        ``start_pts`` are decoded (from that keyframe) but not yielded; video
+        timestamps move back by ``start_pts`` and audio ones by ``audio_shift``
+        (the same time in the audio's time base), so the segment starts at 0 and
+        the cut keeps them in sync.
+        """
+        tb = self.time_base
+        start_pts = self.origin + int(round(self.start_s / tb))
+        end_pts = None if self.end_s is None else self.origin + int(round(self.end_s / tb))
+        shift = 0
+        if self.audio is not None and self.audio.time_base:
+            shift = int(round(start_pts * tb / self.audio.time_base))
+        if self.start_s > 0:
+            try:
+                self.container.seek(start_pts, stream=self.stream, backward=True,
+                                    any_frame=False)
+            except (av.FFmpegError, OSError) as exc:
+                raise EngineError("the video cannot be cut there (seeking failed)") from exc
+        return start_pts, end_pts, shift
+
     def frames(self, on_audio: Callable[[av.Packet], None] | None = None,
                stop: Callable[[], bool] | None = None) -> Iterator[tuple[av.VideoFrame, int]]:
         """Yield ``(frame, pts)`` in presentation order; pts in :attr:`time_base` units.
 
         Audio packets met while demuxing go to ``on_audio`` (up to the end of
-        the last yielded frame when ``max_frames`` cuts the video short).
+        the last yielded frame when ``max_frames`` cuts the video short). With a
+        segment (``start_s``/``end_s``) only its frames and audio come out, both
+        shifted by ``start_s`` so that the segment starts at 0.
         """
         streams = [self.stream] + ([self.audio] if self.audio is not None and on_audio else [])
         last_pts: int | None = None
         step = max(1, int(round(1 / (float(self.rate) * float(self.time_base)))))
-        end_time: float | None = None
+        end_time: float | None = None  # seconds (input timeline) where audio stops
         first = True
+        shift_v = 0
+        start_pts, end_pts, shift_a = (self.origin, None, 0)
+        if self.segmented:
+            start_pts, end_pts, shift_a = self._seek()
+            shift_v = start_pts
+            if end_pts is not None:
+                end_time = float(end_pts * self.time_base)
+        audio_start = float(start_pts * self.time_base)
+        video_done = False
         try:
             for packet in self.container.demux(*streams):
                 if stop is not None and stop():
@@ -128,12 +178,21 @@ class VideoReader:
                 if packet.stream.type == "audio":
                     if packet.dts is None:
                         continue
+                    if packet.pts is not None and self.segmented:
+                        at = float(packet.pts * packet.time_base)
+                        if at < audio_start - 1e-6:
+                            continue  # before the segment (the seek lands on a keyframe)
                     if end_time is not None and packet.pts is not None \
                             and float(packet.pts * packet.time_base) >= end_time:
-                        return
+                        if video_done:
+                            return
+                        continue
+                    if shift_a:
+                        packet.pts -= shift_a
+                        packet.dts -= shift_a
                     on_audio(packet)
                     continue
-                if end_time is not None:
+                if video_done:
                     continue
                 for frame in packet.decode():
                     if first:
@@ -145,26 +204,42 @@ class VideoReader:
                         self.rotation = rot or self.rotation
                         self.colorspace = int(frame.colorspace or 0) or None
                     pts = frame.pts
+                    if self.segmented and pts is not None:
+                        if pts < start_pts:
+                            self.skipped += 1
+                            continue
+                        if end_pts is not None and pts >= end_pts:
+                            video_done = True
+                            break
+                    if pts is not None:
+                        pts -= shift_v
                     if pts is None or (last_pts is not None and pts <= last_pts):
                         pts = (last_pts + step) if last_pts is not None else 0
                     last_pts = pts
                     self.decoded += 1
                     yield self._convert(frame), pts
                     if self.max_frames and self.decoded >= self.max_frames:
-                        end_time = float((pts + step) * self.time_base)
-                        if on_audio is None or self.audio is None:
-                            return
+                        cut = float((pts + shift_v + step) * self.time_base)
+                        end_time = cut if end_time is None else min(end_time, cut)
+                        video_done = True
                         break
+                if video_done and (on_audio is None or self.audio is None):
+                    return
         except EngineError:
             raise
         except (av.FFmpegError, OSError, ValueError) as exc:
             raise EngineError(
                 f"the video is corrupt or truncated (decoding failed after {self.decoded} frames)"
             ) from exc
+        if video_done:
+            return  # the audio ran out before the cut: nothing is missing
         if self.decoded == 0:
+            if self.segmented:
+                raise EngineError("there are no video frames between start_s and end_s")
             raise EngineError("the video has no decodable frames (corrupt or truncated file)")
-        if not self.max_frames and self.header_frames and self.decoded < 0.9 * self.header_frames:
+        expected = self.total if self.segmented else self.header_frames
+        if not self.max_frames and expected and self.decoded < 0.9 * expected:
             raise EngineError(
                 f"the video is truncated or corrupt: only {self.decoded} of "
-                f"{self.header_frames} frames could be decoded"
+                f"{expected} frames could be decoded"
             )

@@ -58,6 +58,11 @@ class Job:
     quality: str = "balanced"
     max_height: int | None = None
     max_frames: int | None = None
+    #: "video" (MP4 out) or "image" (a photo target: JPEG/PNG out, see engine.still)
+    target_kind: str = "video"
+    #: the segment to swap and output, seconds from the video's start (None: its ends)
+    start_s: float | None = None
+    end_s: float | None = None
 
 
 #: ``(frames_done, frames_total, fps, sent_at)``; ``sent_at`` is the worker's
@@ -126,12 +131,8 @@ def _run_job(job_fields: dict[str, Any], seq: int) -> dict[str, Any]:
             last[0], last[1] = now, percent
             queue.put((task_id, "progress", (done, total, fps, time.time())))
 
-    job_fields = dict(job_fields)
-    del job_fields["task_id"]
-    out_path = job_fields.pop("out_path")
-    return engine.swap_video(
-        job_fields.pop("image_path"), job_fields.pop("video_path"), out_path, **job_fields,
-        progress=progress, should_cancel=lambda: cancel[slot] == seq)
+    return engine.run_swap(job_fields, progress=progress,
+                           should_cancel=lambda: cancel[slot] == seq)
 
 
 # -- server side ----------------------------------------------------------------------

@@ -133,6 +133,7 @@ def preload(quality: str = "balanced") -> None:
 def swap_video(image_path: str, video_path: str, out_path: str, *, many_faces: bool = False,
                keep_mouth: bool = False, quality: str = "balanced",
                max_height: int | None = None, max_frames: int | None = None,
+               start_s: float | None = None, end_s: float | None = None,
                progress: Callable[[int, int, float], None] | None = None,
                should_cancel: Callable[[], bool] | None = None,
                stats: StageTimes | None = None, helper: bool | None = None) -> dict:
@@ -143,6 +144,9 @@ def swap_video(image_path: str, video_path: str, out_path: str, *, many_faces: b
     ``progress`` and ``should_cancel`` are called only from the calling thread;
     ``should_cancel`` at most every 0.1 s, between frames. ``helper``: swap
     in a helper process (default: whenever this process may start one).
+    ``start_s``/``end_s``: swap and output only that segment (seconds from the
+    video's start; audio cut at the same times). The reader seeks to the keyframe
+    before ``start_s``, so a late start does not decode the video from its beginning.
     """
     if quality not in QUALITIES:
         raise EngineError(f"unknown quality {quality!r} (use fast, balanced or high)")
@@ -162,7 +166,8 @@ def swap_video(image_path: str, video_path: str, out_path: str, *, many_faces: b
     cv2.setNumThreads(1)
     keep_freed_memory()
     started = time.monotonic()
-    reader = VideoReader(video_path, max_height=max_height, max_frames=max_frames)
+    reader = VideoReader(video_path, max_height=max_height, max_frames=max_frames,
+                         start_s=start_s, end_s=end_s)
     writer: VideoWriter | None = None
     swapper: SwapHelper | None = None
     if available() if helper is None else helper:

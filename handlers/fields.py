@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
 from services import ServiceError
 
 INT_RE = re.compile(r"^-?[0-9]{1,18}$")
+NUMBER_RE = re.compile(r"^-?[0-9]{1,9}(?:\.[0-9]{1,9})?$")
 
 
 def text(data: dict[str, Any], name: str, *, required: bool = True, max_len: int = 256,
@@ -68,3 +70,19 @@ def obj(data: dict[str, Any], name: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ServiceError(f"field '{name}' must be an object")
     return value
+
+
+def number(data: dict[str, Any], name: str, *, reason: str = "bad_request") -> float | None:
+    """An optional finite number (JSON number or decimal string); None when absent.
+
+    ``reason``: the code of the refusal (e.g. ``bad_segment`` for a segment's times).
+    """
+    value = data.get(name)
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and NUMBER_RE.match(value):
+        value = float(value)
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or abs(value) > 1e12 or not math.isfinite(value):  # 10**400 would not convert
+        raise ServiceError(f"field '{name}' must be a number", 400, reason)
+    return float(value)

@@ -66,6 +66,7 @@ class SessionHandler(BaseHandler):
                     **await self.ctx.files.storage(user),
                     "limits": {"upload_bytes": limits.upload_bytes,
                                "video_seconds": limits.video_seconds,
+                               "upload_seconds": limits.upload_video_seconds,
                                "output_height": limits.output_height,
                                "concurrent_tasks": limits.concurrent_tasks,
                                "storage_bytes": limits.storage_bytes,

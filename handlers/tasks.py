@@ -41,7 +41,9 @@ class FaceSwapHandler(TaskHandler):
             many_faces=fields.boolean(body, "many_faces"),
             keep_mouth=fields.boolean(body, "keep_mouth"),
             quality=fields.text(body, "quality", required=False, default="balanced",
-                                max_len=16))
+                                max_len=16),
+            start_s=fields.number(body, "start_s", reason="bad_segment"),
+            end_s=fields.number(body, "end_s", reason="bad_segment"))
         task = await self.ctx.tasks.get(user, task_id)
         self.reply({"status": 0, "task_id": task_id, "warnings": task.get("warnings") or []})
 

@@ -17,6 +17,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import math
+import os
 import re
 import secrets
 import shutil
@@ -48,7 +50,7 @@ FINISHED_TEXT = "转换结束"  # the seed's "conversion finished", which old cl
 #: States after which a task may be run again with the same inputs (retry_task).
 RETRYABLE = ("finished", "failed", "cancelled", "expired", "deleted")
 #: What a retry copies from the task besides its inputs: every option of faceswap.
-RETRY_OPTIONS = ("many_faces", "keep_mouth", "quality")
+RETRY_OPTIONS = ("many_faces", "keep_mouth", "quality", "start_s", "end_s")
 #: Longest page of GET /video/tasks (also the length of the old, unpaged list).
 PAGE_MAX = 200
 
@@ -61,6 +63,7 @@ def public_view(task: dict[str, Any]) -> dict[str, Any]:
             ("task_id", "swapname", "state", "frames_done", "frames_total", "fps", "eta_s",
              "reported_at")}
     view["warnings"] = task.get("warnings") or []  # the photo's findings (engine.photo)
+    view["kind"] = task.get("kind") or "video"  # what the result is: a video or a photo
     state = task["state"]
     if state == "finished":
         view.update(status=1, progress=FINISHED_TEXT, filepath=task["filepath"])
@@ -74,7 +77,8 @@ def public_view(task: dict[str, Any]) -> dict[str, Any]:
 def listing_view(task: dict[str, Any]) -> dict[str, Any]:
     view = public_view(task)
     view.update({key: task.get(key) for key in ("imagepath", "videopath", "many_faces",
-                                                "keep_mouth", "quality", "error")})
+                                                "keep_mouth", "quality", "error", "start_s",
+                                                "end_s")})
     view["progress_percent"] = 100.0 if task["state"] == "finished" else task.get("percent", 0.0)
     created = task.get("created")
     view["created"] = created.isoformat() if isinstance(created, dt.datetime) else created
@@ -83,15 +87,22 @@ def listing_view(task: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
-def _frame_budget(video: dict[str, Any], seconds: float) -> int | None:
-    """Frames of ``video`` within ``seconds``, from what the upload probe counted.
+def _frame_budget(video: dict[str, Any], seconds: float,
+                  segment: tuple[float, float] | None = None) -> int | None:
+    """Frames of ``video`` within ``seconds`` (of the segment, when one is swapped), from
+    what the upload probe counted.
 
     The worker stops there, so a length limit holds in the worker too, whatever the
-    container says (the probe measured packets and their timestamps' span).
+    container says (the probe measured packets and their timestamps' span). A segment's
+    budget is its share of the frames at the video's mean rate, rounded up, plus one: the
+    reader stops at ``end_s`` itself, the budget only bounds the work.
     """
     frames, duration = video.get("frames"), video.get("duration")
     if not frames or not duration:
         return None
+    if segment is not None:
+        span = min(segment[1] - segment[0], seconds)
+        return max(1, math.ceil(frames * span / duration - 1e-9) + 1)
     if duration <= seconds:
         return int(frames)
     return max(1, int(frames * seconds / duration))
@@ -122,6 +133,48 @@ def expected_size(width: int | None, height: int | None, max_height: int
 
 NO_FACE_WARNING = {"code": "no_face_in_video",
                    "msg": "no face was found in the video: the output is the input unchanged"}
+
+
+#: How far past the probed duration ``end_s`` may be (the page rounds times it shows).
+SEGMENT_SLACK_S = 0.001
+
+
+def check_segment(video: dict[str, Any], start_s: float | None, end_s: float | None
+                  ) -> tuple[float, float] | None:
+    """``(start, end)`` in seconds of the part of ``video`` to swap, None for all of it.
+
+    0 <= start < end <= the video's duration (as the upload probe measured it), and
+    at least one frame long; otherwise 400 ``bad_segment`` / ``segment_too_short``.
+    """
+    if start_s is None and end_s is None:
+        return None
+    duration = float(video.get("duration") or 0.0)
+    start = 0.0 if start_s is None else float(start_s)
+    end = (duration or math.inf) if end_s is None else float(end_s)
+    if start < 0:
+        raise ServiceError("start_s must be 0 or more", 400, "bad_segment")
+    if duration and start >= duration:
+        raise ServiceError(f"start_s must be before the video's end ({duration:.3f} s)", 400,
+                           "bad_segment")
+    if end <= start:
+        raise ServiceError("end_s must be after start_s", 400, "bad_segment")
+    if duration and end > duration + SEGMENT_SLACK_S:
+        raise ServiceError(f"end_s is past the video's end ({duration:.3f} s)", 400,
+                           "bad_segment")
+    frames = video.get("frames")
+    if frames and duration and end - start < duration / frames - 1e-6:
+        raise ServiceError(f"the segment is shorter than one frame "
+                           f"({duration / frames:.3f} s)", 400, "segment_too_short")
+    return start, min(end, duration) if duration else end
+
+
+def result_extension(kind: str, target: Path) -> str:
+    """The result's extension: ``.mp4`` for a video; for a photo ``.png`` when the
+    target is a PNG (by its content), else ``.jpg``."""
+    if kind == "video":
+        return ".mp4"
+    with open(target, "rb") as f:
+        return ".png" if f.read(8) == b"\x89PNG\r\n\x1a\n" else ".jpg"
 def _event(event: str, task: dict[str, Any], level: int = logging.INFO,
            **fields: object) -> None:
     log.log(level, event_line(event, task["task_id"], owner=task.get("username"), **fields))
@@ -184,28 +237,49 @@ class TaskService:
     # -- requests ---------------------------------------------------------------------
     async def create(self, user: User, imagepath: str, videopath: str, swapname: str, *,
                      many_faces: bool = False, keep_mouth: bool = False,
-                     quality: str = "balanced") -> str:
+                     quality: str = "balanced", start_s: float | None = None,
+                     end_s: float | None = None) -> str:
+        """Queue a swap; ``videopath`` may name a video or a photo (the result is then a
+        photo), ``start_s``/``end_s`` a segment of the video (the length limit applies
+        to the segment)."""
         if not SWAPNAME_RE.fullmatch(swapname):
             raise ServiceError("swapname must be 1-64 letters, digits, CJK or _ - . characters, "
                                "not starting or ending with a dot", 400, "bad_swapname")
         if quality not in QUALITIES:
             raise ServiceError(f"quality must be one of {', '.join(QUALITIES)}")
         image = await self._own_upload(user, imagepath, "image")
-        video = await self._own_upload(user, videopath, "video")
+        video = await self._own_upload(user, videopath, "video", ("video", "image"))
+        kind = video["kind"]
         limits = self.limits(user.usertype)
-        if (video.get("duration") or 0) > limits.video_seconds:
-            raise ServiceError(f"the video is longer than your limit of "
-                               f"{limits.video_seconds:.0f} s", 413, "too_long")
+        segment = None
+        if kind == "image":
+            if start_s is not None or end_s is not None:
+                raise ServiceError("start_s and end_s apply to a video, not to a photo", 400,
+                                   "bad_segment")
+            if video.get("faces") == 0:  # counted at upload (older records: not known)
+                raise ServiceError("no face found in the target photo", 400,
+                                   "no_face_in_target")
+        else:
+            segment = check_segment(video, start_s, end_s)
+            length = (segment[1] - segment[0]) if segment else (video.get("duration") or 0)
+            if length > limits.video_seconds:
+                what = "the segment" if segment else "the video"
+                raise ServiceError(f"{what} is {length:.0f} s long, longer than your limit of "
+                                   f"{limits.video_seconds:.0f} s: choose a part of it with "
+                                   f"start_s and end_s", 413, "too_long")
         # uploads are checked on arrival; this holds for files recorded before those checks
         # and for a user whose tier went down since
         for record, limit, what in ((image, limits.photo_pixels, "photo"),
-                                    (video, limits.video_pixels, "video")):
+                                    (video, limits.video_pixels if kind == "video"
+                                     else limits.photo_pixels, "video" if kind == "video"
+                                     else "photo")):
             if (record.get("width") or 0) * (record.get("height") or 0) > limit:
                 raise ServiceError(f"the {what} has more pixels than your limit of "
                                    f"{limit / 1e6:.1f} megapixels", 413, f"{what}_too_large")
-        filepath = f"{user.username}/{swapname}.mp4"
+        ext = result_extension(kind, video["path"])
+        filepath = f"{user.username}/{swapname}{ext}"
         if self.media.exists(filepath) or await self.repos.tasks.output_taken(filepath):
-            raise ServiceError(f"an output named {swapname}.mp4 already exists", 409,
+            raise ServiceError(f"an output named {swapname}{ext} already exists", 409,
                                "name_taken")
         if len(await self.repos.tasks.active_for_owner(user.id)) >= limits.unfinished_tasks:
             raise ServiceError("too many unfinished tasks; wait for some to finish", 429,
@@ -224,27 +298,32 @@ class TaskService:
                 "filepath": filepath, "many_faces": many_faces, "keep_mouth": keep_mouth,
                 "quality": quality, "state": "queued", "percent": 0.0, "frames_done": 0,
                 "frames_total": None, "fps": None, "eta_s": None, "error": None,
-                "max_frames": _frame_budget(video, limits.video_seconds),
+                "max_frames": _frame_budget(video, limits.video_seconds, segment)
+                if kind == "video" else None,
+                "kind": kind, "start_s": start_s, "end_s": end_s,
                 "input_width": video.get("width"), "input_height": video.get("height"),
-                "input_duration": min(video.get("duration") or 0, limits.video_seconds)
-                or None,
+                "input_duration": (segment[1] - segment[0]) if segment else
+                (min(video.get("duration") or 0, limits.video_seconds) or None),
                 "warnings": list(check.get("warnings") or [])}
         # known now, from the upload's probe: said at once, confirmed when it is done
+        # (a photo target keeps its size)
         scaled = downscale_warning(video.get("width"), video.get("height"),
                                    *expected_size(video.get("width"), video.get("height"),
-                                                  limits.output_height), limits.output_height)
+                                                  limits.output_height), limits.output_height
+                                   ) if kind == "video" else None
         if scaled is not None:
             task["warnings"].append(scaled)
         try:
             await self.repos.tasks.create(dict(task))
         except OutputTaken:
-            raise ServiceError(f"an output named {swapname}.mp4 already exists", 409,
+            raise ServiceError(f"an output named {swapname}{ext} already exists", 409,
                                "name_taken") from None
         task["created"] = dt.datetime.now(dt.UTC)
         self.live[task["task_id"]] = task
         self.queue.append(task["task_id"])
         _event("created", task, swapname=swapname, quality=quality, many_faces=many_faces,
-               keep_mouth=keep_mouth, queue_length=len(self.queue))
+               keep_mouth=keep_mouth, kind=kind, start_s=start_s, end_s=end_s,
+               queue_length=len(self.queue))
         self._notify(task)
         self._pump()
         return task["task_id"]
@@ -260,16 +339,20 @@ class TaskService:
             raise ServiceError(str(exc), 415, "not_an_image") from None
         return info["photo_check"]
 
-    async def _own_upload(self, user: User, filepath: str, kind: str) -> dict[str, Any]:
+    async def _own_upload(self, user: User, filepath: str, field: str,
+                          kinds: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """The caller's upload record behind ``<field>path``, of one of ``kinds``
+        (default: ``field`` itself), with its resolved ``path``."""
+        kinds = kinds or (field,)
         try:
             path = self.media.resolve(filepath, user.username)
         except PathRefused as exc:
-            raise ServiceError(f"{kind}path: {exc.msg}", exc.code) from None
+            raise ServiceError(f"{field}path: {exc.msg}", exc.code) from None
         record = await self.repos.uploads.get(filepath)
         if record is None or record["owner_id"] != user.id:
-            raise ServiceError(f"{kind}path is not one of your uploads", 404)
-        if record["kind"] != kind:
-            raise ServiceError(f"{kind}path is not an uploaded {kind}")
+            raise ServiceError(f"{field}path is not one of your uploads", 404)
+        if record["kind"] not in kinds:
+            raise ServiceError(f"{field}path is not an uploaded {' or '.join(kinds)}")
         return {**record, "path": path}
 
     async def get(self, user: User, task_id: str) -> dict[str, Any]:
@@ -303,7 +386,8 @@ class TaskService:
                                f"retried", 409, "task_active")
         owner = await self._owner(task)
         if swapname is None:
-            swapname = await self._free_name(owner, task["swapname"])
+            swapname = await self._free_name(owner, task["swapname"],
+                                             os.path.splitext(task["filepath"])[1] or ".mp4")
         return await self.create(owner, task["imagepath"], task["videopath"], swapname,
                                  **{k: task[k] for k in RETRY_OPTIONS if k in task})
 
@@ -313,10 +397,10 @@ class TaskService:
             raise ServiceError("no such task", 404)
         return User.from_doc(doc)
 
-    async def _free_name(self, user: User, stem: str) -> str:
+    async def _free_name(self, user: User, stem: str, ext: str) -> str:
         for n in range(1, 100):
             name = stem if n == 1 else f"{stem[:60]}-{n}"
-            filepath = f"{user.username}/{name}.mp4"
+            filepath = f"{user.username}/{name}{ext}"
             if not self.media.exists(filepath) and \
                     not await self.repos.tasks.output_taken(filepath):
                 return name
@@ -394,7 +478,8 @@ class TaskService:
             except (OSError, PathRefused):
                 continue
             with contextlib.suppress(Exception):
-                await self.repos.uploads.record(task["owner_id"], filepath, "video", size, {},
+                await self.repos.uploads.record(task["owner_id"], filepath,
+                                                task.get("kind") or "video", size, {},
                                                 origin="result", task_id=task["task_id"])
                 added += 1
         return added
@@ -451,12 +536,13 @@ class TaskService:
             self.queue.remove(task_id)
             self.running[task_id] = asyncio.create_task(self._execute(task))
 
-    def _temp_output(self, task_id: str) -> Path:
+    def _temp_output(self, task_id: str, ext: str = ".mp4") -> Path:
         """Each task writes inside its own folder under tmp/, whatever temp names the
-        engine picks, so one rmtree removes every partial file of the task."""
+        engine picks, so one rmtree removes every partial file of the task. ``ext``:
+        the result's (the engine writes the format the name says)."""
         folder = self.media.tmp / f"task-{task_id}"
         folder.mkdir(exist_ok=True)
-        return folder / "out.mp4"
+        return folder / f"out{ext}"
 
     def _remove_partial(self, task_id: str) -> None:
         shutil.rmtree(self.media.tmp / f"task-{task_id}", ignore_errors=True)
@@ -471,16 +557,21 @@ class TaskService:
             _event("started", task, queued_s=queued)
             self._notify(task)
             owner = task["username"]
+            kind = task.get("kind") or "video"
+            out = self._temp_output(task_id, Path(task["filepath"]).suffix)
             job = Job(task_id=task_id,
                       image_path=str(self.media.resolve(task["imagepath"], owner)),
                       video_path=str(self.media.resolve(task["videopath"], owner)),
-                      out_path=str(self._temp_output(task_id)),
+                      out_path=str(out),
                       many_faces=task["many_faces"], keep_mouth=task["keep_mouth"],
                       quality=task["quality"],
-                      max_height=self.limits(task["usertype"]).output_height,
-                      max_frames=task.get("max_frames"))
+                      # a photo keeps its size (its pixels were bounded at upload)
+                      max_height=self.limits(task["usertype"]).output_height
+                      if kind == "video" else None,
+                      max_frames=task.get("max_frames"), target_kind=kind,
+                      start_s=task.get("start_s"), end_s=task.get("end_s"))
             result = await self.dispatcher.run(job, lambda *p: self._progress(task, *p))
-            self.media.place(self._temp_output(task_id), task["filepath"])
+            self.media.place(out, task["filepath"])
             self._remove_partial(task_id)
             await self._finish(task, "finished", result=result)
         except engine.Cancelled:
@@ -551,6 +642,8 @@ class TaskService:
         ``no_face_in_video`` (no frame swapped) and ``output_downscaled`` as measured."""
         warnings = [w for w in task.get("warnings") or []
                     if w.get("code") not in ("output_downscaled", NO_FACE_WARNING["code"])]
+        if (task.get("kind") or "video") != "video":
+            return warnings  # a photo target: refused without a face, kept at its size
         if result.get("frames") and result.get("swapped_frames") == 0:
             warnings.append(dict(NO_FACE_WARNING))
         scaled = downscale_warning(task.get("input_width"), task.get("input_height"),
@@ -571,8 +664,9 @@ class TaskService:
                          usertype=task["usertype"])
             thumbed = await self.uploads.run_io(self.uploads.make_thumbnail, owner, filepath)
             await self.repos.uploads.record(
-                task["owner_id"], filepath, "video", size,
-                {"width": task.get("output_width"), "height": task.get("output_height"),
+                task["owner_id"], filepath, task.get("kind") or "video", size,
+                {"width": task.get("output_width") or task.get("input_width"),
+                 "height": task.get("output_height") or task.get("input_height"),
                  "frames": task.get("frames_done"), "duration": task.get("input_duration")},
                 origin="result", task_id=task["task_id"], thumbnail=thumbed,
                 warnings=task.get("warnings") or [])

@@ -154,7 +154,7 @@ class UploadService:
         limits, s = self.limits(user), self.settings
         return ProbeLimits(
             max_photo_pixels=limits.photo_pixels, max_video_pixels=limits.video_pixels,
-            max_samples=int(max(limits.video_seconds, 1) * s.samples_per_second),
+            max_samples=int(max(limits.upload_video_seconds, 1) * s.samples_per_second),
             max_frame_rate=s.max_frame_rate, memory_mb=s.probe_memory_mb,
             timeout_s=s.probe_timeout_s)
 
@@ -237,7 +237,8 @@ class UploadService:
             if size > self.max_bytes(user):
                 raise ServiceError("the file is larger than your upload limit", 413, "too_large")
             info = await self.run_io(self._probe, kind, temp, self.probe_limits(user), thumb)
-            limit = self.limits(user).video_seconds
+            # the upload's own length limit: a task may swap a part of a longer video
+            limit = self.limits(user).upload_video_seconds
             if kind == "video" and (info.get("duration") or 0) > limit:
                 raise ServiceError(
                     f"the video is {info['duration']:.0f} s long; your limit is {limit:.0f} s",

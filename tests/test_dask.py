@@ -237,6 +237,30 @@ async def test_engine_errors_from_a_worker_keep_their_message(ctx, tmp_path):
     assert str(raised.value) and "Dask" not in str(raised.value)
 
 
+@pytest.mark.gen_test(timeout=90)
+async def test_segment_and_photo_jobs_reach_the_workers_with_their_fields(ctx, testdata, clips,
+                                                                         tmp_path):
+    """The new Job fields (``start_s``/``end_s``, ``target_kind``) travel through Dask as
+    they do to a local worker: a 0.5 s cut of a 6 s clip and a photo target, at once."""
+    import asyncio
+
+    import cv2
+
+    video = tmp_path / "six.mp4"
+    video.write_bytes(clips["long"])
+    face = str(testdata / "face_obama.jpg")
+    cut = Job(task_id="cut", image_path=face, video_path=str(video),
+              out_path=str(tmp_path / "cut.mp4"), quality="fast", start_s=4.0, end_s=4.5)
+    photo = Job(task_id="photo", image_path=face, video_path=str(testdata / "face_woman.jpg"),
+                out_path=str(tmp_path / "photo.jpg"), quality="fast", target_kind="image")
+    done, shot = await asyncio.gather(ctx.tasks.dispatcher.run(cut, lambda *p: None),
+                                      ctx.tasks.dispatcher.run(photo, lambda *p: None))
+    assert done["frames"] == 15 == frame_count(tmp_path / "cut.mp4"), done
+    assert shot["swapped_frames"] == 1
+    assert cv2.imread(str(tmp_path / "photo.jpg")).shape == \
+        cv2.imread(str(testdata / "face_woman.jpg")).shape
+
+
 def documented_commands() -> dict[str, list[str]]:
     """The ``dask scheduler`` and ``dask worker`` command lines of docs/scaling.md, as words."""
     text = (ROOT / "docs" / "scaling.md").read_text()

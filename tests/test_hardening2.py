@@ -147,7 +147,8 @@ def test_worker_processes_have_an_address_space_limit(io_loop):
 async def test_length_is_what_the_packets_span_not_what_headers_claim(ctx, api, crafted,
                                                                       monkeypatch):
     monkeypatch.setitem(conf.LIMITS, conf.FREE,
-                        conf.dataclasses.replace(conf.LIMITS[conf.FREE], video_seconds=10))
+                        conf.dataclasses.replace(conf.LIMITS[conf.FREE], video_seconds=10,
+                                                 upload_seconds=10))
     token = await api.user("liar")
     code, body = await refused(api, token, "video", crafted["long_claims_2s"], "l.mp4")
     assert code == 413 and body["code"] == "too_long" and "20 s" in body["msg"], body
@@ -162,6 +163,9 @@ def test_the_worker_stops_at_the_length_limit():
     assert _frame_budget({"frames": 600, "duration": 20.0}, 60) == 600
     assert _frame_budget({"frames": 600, "duration": 20.0}, 10) == 300
     assert _frame_budget({"frames": None, "duration": None}, 10) is None
+    # a segment: its share of the frames (rounded up, plus one), the limit still bounding it
+    assert _frame_budget({"frames": 600, "duration": 20.0}, 60, (5.0, 6.5)) == 46
+    assert _frame_budget({"frames": 600, "duration": 20.0}, 1, (5.0, 6.5)) == 31
 
 
 # -- concurrency -----------------------------------------------------------------------

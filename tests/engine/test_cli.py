@@ -58,3 +58,27 @@ def test_cli_corrupt_video(media, tmp_path):
     assert p.returncode == 2
     assert p.stderr.strip().splitlines()[-1].startswith("error: ")
     assert sorted(os.listdir(tmp_path)) == ["bad.mov"]
+
+
+def test_cli_segment_and_photo_target(media, tmp_path):
+    """``--start``/``--end`` cut the video; a photo as ``--video`` gives a photo."""
+    out = tmp_path / "seg.mp4"
+    p = run("--image", media("face_obama.jpg"), "--video", media("stage_multi_360p.mp4"),
+            "--out", str(out), "--start", "3", "--end", "4", "--quality", "fast")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["frames"] == 30
+    with av.open(str(out)) as c:
+        v, a = c.streams.video[0], c.streams.audio[0]
+        assert sum(1 for _ in c.decode(v)) == 30
+        assert abs(float(v.duration * v.time_base) - float(a.duration * a.time_base)) < 1 / 30
+    photo = tmp_path / "photo.png"
+    p = run("--image", media("face_obama.jpg"), "--video", media("face_woman.jpg"),
+            "--out", str(photo), "--quality", "fast")
+    assert p.returncode == 0, p.stderr
+    res = json.loads(p.stdout)
+    assert (res["frames"], res["swapped_frames"]) == (1, 1)
+    assert photo.read_bytes().startswith(b"\x89PNG")
+    p = run("--image", media("face_obama.jpg"), "--video", media("face_woman.jpg"),
+            "--out", str(tmp_path / "x.png"), "--start", "1")
+    assert p.returncode == 2 and "apply to a video" in p.stderr
+    assert sorted(os.listdir(tmp_path)) == ["photo.png", "seg.mp4"]
