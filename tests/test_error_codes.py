@@ -162,7 +162,7 @@ async def test_every_error_path_has_a_documented_code(ctx, api, files, monkeypat
     await w.upload("cut short", 415, "truncated_video", alice, "video", "t.mp4",
                    files["truncated"])
     for limits, reason, kind, content in (
-            ({"video_seconds": 0.5}, "too_long", "video", files["clip"]),
+            ({"video_seconds": 0.5, "upload_seconds": 0.5}, "too_long", "video", files["clip"]),
             ({"photo_pixels": 1000}, "photo_too_large", "image", files["photo"]),
             ({"video_pixels": 1000}, "video_too_large", "video", files["clip"]),
             ({"storage_bytes": 10}, "over_quota", "image", files["photo"])):
@@ -173,6 +173,7 @@ async def test_every_error_path_has_a_documented_code(ctx, api, files, monkeypat
                                            ("max_frame_rate", 1.0, 415, "bad_timestamps"),
                                            ("probe_timeout_s", 0.001, 413, "probe_limit")):
         with monkeypatch.context() as m:
+            lower(m, upload_seconds=10, video_seconds=10)  # max_samples: 10 x the setting
             m.setattr(ctx.uploads, "settings",
                       dataclasses.replace(ctx.uploads.settings, **{setting: value}))
             await w.upload(f"setting {setting}", status, reason, alice, "video", "v.mp4",
@@ -247,6 +248,11 @@ async def test_every_error_path_has_a_documented_code(ctx, api, files, monkeypat
     tiny = await ok_upload(api, alice, "image", "tiny.jpg", files["tiny"])
     await w.call("tiny face", 400, "photo_face_too_small", "POST", "/video/faceswap",
                  {**swap, "imagepath": tiny}, token=alice)
+    for extra, reason in (({"start_s": -1}, "bad_segment"), ({"end_s": "soon"}, "bad_segment"),
+                          ({"start_s": 0, "end_s": 0.001}, "segment_too_short"),
+                          ({"videopath": dog}, "no_face_in_target")):
+        await w.call(f"faceswap {extra}", 400, reason, "POST", "/video/faceswap",
+                     {**swap, **extra}, token=alice)
     with monkeypatch.context() as m:
         lower(m, unfinished_tasks=0)
         await w.call("unfinished tasks", 429, "too_many_tasks", "POST", "/video/faceswap",
