@@ -269,10 +269,10 @@ class TaskService:
                                    f"start_s and end_s", 413, "too_long")
         # uploads are checked on arrival; this holds for files recorded before those checks
         # and for a user whose tier went down since
+        target_limit = (limits.video_pixels, "video") if kind == "video" \
+            else (limits.photo_pixels, "photo")
         for record, limit, what in ((image, limits.photo_pixels, "photo"),
-                                    (video, limits.video_pixels if kind == "video"
-                                     else limits.photo_pixels, "video" if kind == "video"
-                                     else "photo")):
+                                    (video, *target_limit)):
             if (record.get("width") or 0) * (record.get("height") or 0) > limit:
                 raise ServiceError(f"the {what} has more pixels than your limit of "
                                    f"{limit / 1e6:.1f} megapixels", 413, f"{what}_too_large")
@@ -438,8 +438,9 @@ class TaskService:
         if not filepath:
             return
         record = await self.repos.uploads.get(filepath)
-        if record is not None and record.get("task_id") not in (None, task["task_id"]):
-            return  # the name is another task's file now
+        if record is not None and (record.get("origin") != "result"
+                                   or record.get("task_id") != task["task_id"]):
+            return  # the name is another file now (a later task's result)
         if record is not None or task.get("state") == "finished":
             await self.repos.uploads.delete(filepath)
             self.media.remove(filepath)
