@@ -70,18 +70,21 @@ async def open_context(
         yield ctx, embedded
     finally:
         if ctx is not None:
-            await ctx.tasks.close()
+            await ctx.close()
         db.client.close()
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
 
 
 async def housekeeping(ctx: AppContext, interval: float = 600.0) -> None:
-    """Periodic clean-up: expired resumable uploads and results past their retention."""
+    """Periodic clean-up: expired resumable uploads, results past their retention,
+    expired previews and the kept faces of files that are gone."""
     while True:
         try:
             removed = await ctx.uploads.expire_partial()
             expired = await ctx.tasks.expire_results(ctx.settings.result_retention_days)
+            await ctx.previews.expire()
+            await ctx.faces.sweep()
             if removed or expired:
                 log.info("removed %d expired partial upload(s), %d expired result(s)",
                          removed, expired)
@@ -119,7 +122,9 @@ async def serve(settings: Settings) -> None:
         await ctx.tasks.recover()
         if added := await ctx.tasks.backfill_results():
             log.info("recorded %d result(s) made before the file list", added)
-        background = [asyncio.create_task(housekeeping(ctx))]
+        # Warm in the background: the server answers meanwhile (a call waits for it).
+        background_start = asyncio.create_task(ctx.start_workers())
+        background = [asyncio.create_task(housekeeping(ctx)), background_start]
         if embedded:
             background.append(asyncio.create_task(watch_embedded(embedded)))
         log.info("listening on http://%s:%d (data in %s)", settings.host, settings.port,

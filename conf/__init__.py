@@ -129,6 +129,28 @@ class Settings:
     worker_memory_mb: int = field(default=8192, metadata={
         "help": "address-space limit of each swap worker process; a task that needs more "
                 "fails alone (0: no limit)"})
+    interactive_memory_mb: int = field(default=2048, metadata={
+        "help": "address-space limit of each of the two interactive engine processes (the "
+                "preview worker, the people finder); a call that needs more fails alone and "
+                "the process is replaced"})
+    preview_timeout_s: float = field(default=20.0, metadata={
+        "help": "a preview frame taking longer is abandoned and its process replaced"})
+    preview_per_minute: int = field(default=30, metadata={
+        "help": "previews one user may ask for per minute (429 too_many_previews)"})
+    preview_warmup_s: float = field(default=1.0, metadata={
+        "help": "seconds of video tracked before the previewed frame, so the face track "
+                "(landmark smoothing, eye reference) is as settled as in the task"})
+    preview_keep_minutes: float = field(default=30.0, metadata={
+        "help": "preview JPEGs are deleted this long after they were made"})
+    previews_kept: int = field(default=6, metadata={
+        "help": "previews kept per user; a newer one deletes the oldest"})
+    faces_timeout_s: float = field(default=60.0, metadata={
+        "help": "finding the people of one file may take this long before it is abandoned"})
+    faces_per_minute: int = field(default=10, metadata={
+        "help": "files one user may have analysed for people per minute (answers already "
+                "kept do not count): 429 too_many_analyses"})
+    faces_sample_fps: float = field(default=2.0, metadata={
+        "help": "frames a second of video sampled to find its people"})
     body_bytes: int = field(default=1024 * 1024, metadata={
         "help": "largest JSON or form request body (uploads have their own limits): 413"})
     metrics_addresses: str = field(default="", metadata={

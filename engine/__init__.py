@@ -19,8 +19,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from .errors import Cancelled, EngineError
 
-__all__ = ["Cancelled", "EngineError", "TARGET_KINDS", "check_source_face", "probe_image",
-           "probe_video", "run_swap", "swap_image", "swap_video"]
+__all__ = ["Cancelled", "EngineError", "TARGET_KINDS", "check_source_face", "find_people",
+           "preview_frame", "probe_image", "probe_video", "run_swap", "swap_image", "swap_video"]
 
 #: What a swap may target: a video (MP4 out) or a photo (JPEG or PNG out).
 TARGET_KINDS = ("video", "image")
@@ -31,8 +31,13 @@ def swap_video(image_path: str, video_path: str, out_path: str, *, many_faces: b
                max_frames: int | None = None, start_s: float | None = None,
                end_s: float | None = None,
                progress: Callable[[int, int, float], None] | None = None,
-               should_cancel: Callable[[], bool] | None = None) -> dict:
+               should_cancel: Callable[[], bool] | None = None,
+               target: list[float] | None = None,
+               source_box: list[int] | None = None) -> dict:
     """Swap the largest face of the image into the video; see :mod:`engine.pipeline`.
+
+    ``target``: the descriptor of the only person to swap, ``source_box`` the box
+    of the photo's face to use (both from :func:`find_people`).
 
     Returns ``{"frames", "swapped_frames", "seconds", "fps", "width", "height"}``;
     raises :class:`EngineError` / :class:`Cancelled`. ``out_path`` is written
@@ -44,13 +49,17 @@ def swap_video(image_path: str, video_path: str, out_path: str, *, many_faces: b
 
     return run(image_path, video_path, out_path, many_faces=many_faces, keep_mouth=keep_mouth,
                quality=quality, max_height=max_height, max_frames=max_frames,
-               start_s=start_s, end_s=end_s, progress=progress, should_cancel=should_cancel)
+               start_s=start_s, end_s=end_s, progress=progress, should_cancel=should_cancel,
+               target=None if target is None else list(target),
+               source_box=None if source_box is None else list(source_box))
 
 
 def swap_image(image_path: str, target_path: str, out_path: str, *, many_faces: bool = False,
                keep_mouth: bool = False, quality: str = "balanced",
                progress: Callable[[int, int, float], None] | None = None,
-               should_cancel: Callable[[], bool] | None = None) -> dict:
+               should_cancel: Callable[[], bool] | None = None,
+               target: list[float] | None = None,
+               source_box: list[int] | None = None) -> dict:
     """Swap the face of ``image_path`` into the photo ``target_path``; see :mod:`engine.still`.
 
     ``out_path`` ends in ``.jpg``/``.jpeg`` or ``.png`` (the format written) and is
@@ -61,7 +70,9 @@ def swap_image(image_path: str, target_path: str, out_path: str, *, many_faces: 
     from .still import swap_image as run
 
     return run(image_path, target_path, out_path, many_faces=many_faces, keep_mouth=keep_mouth,
-               quality=quality, progress=progress, should_cancel=should_cancel)
+               quality=quality, progress=progress, should_cancel=should_cancel,
+               target=None if target is None else list(target),
+               source_box=None if source_box is None else list(source_box))
 
 
 def run_swap(job: Mapping[str, Any], *, progress: Callable[[int, int, float], None] | None = None,
@@ -80,11 +91,26 @@ def run_swap(job: Mapping[str, Any], *, progress: Callable[[int, int, float], No
         return swap_image(image, target, out, many_faces=fields.get("many_faces", False),
                           keep_mouth=fields.get("keep_mouth", False),
                           quality=fields.get("quality", "balanced"), progress=progress,
-                          should_cancel=should_cancel)
+                          should_cancel=should_cancel, target=fields.get("target"),
+                          source_box=fields.get("source_box"))
     if kind != "video":
         raise EngineError(f"unknown target kind {kind!r} (use video or image)")
     return swap_video(image, target, out, **fields, progress=progress,
                       should_cancel=should_cancel)
+
+def find_people(path: str, **options) -> list[dict]:
+    """The distinct people of a photo or video (see :mod:`engine.people`), as dicts:
+    ``share, first_s, last_s, box, descriptor, thumbnail`` (JPEG bytes), ``seen``."""
+    from .people import find_people as run
+
+    return [p.as_dict() for p in run(path, **options)]
+
+
+def preview_frame(image_path: str, video_path: str, at_s: float, **options) -> dict:
+    """One frame of the swap at ``at_s`` (see :mod:`engine.preview`)."""
+    from .preview import preview_frame as run
+
+    return run(image_path, video_path, at_s, **options)
 
 
 def probe_video(path: str) -> dict:

@@ -63,6 +63,10 @@ class Job:
     #: the segment to swap and output, seconds from the video's start (None: its ends)
     start_s: float | None = None
     end_s: float | None = None
+    #: The only person to swap (a descriptor from ``engine.people``), and the box of
+    #: the photo's face to use; None: the largest face of each.
+    target: tuple[float, ...] | None = None
+    source_box: tuple[int, ...] | None = None
 
 
 #: ``(frames_done, frames_total, fps, sent_at)``; ``sent_at`` is the worker's

@@ -136,7 +136,9 @@ def swap_video(image_path: str, video_path: str, out_path: str, *, many_faces: b
                start_s: float | None = None, end_s: float | None = None,
                progress: Callable[[int, int, float], None] | None = None,
                should_cancel: Callable[[], bool] | None = None,
-               stats: StageTimes | None = None, helper: bool | None = None) -> dict:
+               stats: StageTimes | None = None, helper: bool | None = None,
+               target: list[float] | None = None,
+               source_box: list[int] | None = None) -> dict:
     """Swap the face of ``image_path`` into ``video_path``, writing an MP4 to ``out_path``.
 
     Returns ``{"frames", "swapped_frames", "seconds", "fps", "width", "height"}``.
@@ -147,6 +149,9 @@ def swap_video(image_path: str, video_path: str, out_path: str, *, many_faces: b
     ``start_s``/``end_s``: swap and output only that segment (seconds from the
     video's start; audio cut at the same times). The reader seeks to the keyframe
     before ``start_s``, so a late start does not decode the video from its beginning.
+    ``target``: the descriptor of the only person to swap (``engine.people``);
+    ``source_box``: ``[x, y, w, h]`` of the face of the photo to use (default: the
+    largest).
     """
     if quality not in QUALITIES:
         raise EngineError(f"unknown quality {quality!r} (use fast, balanced or high)")
@@ -177,13 +182,13 @@ def swap_video(image_path: str, video_path: str, out_path: str, *, many_faces: b
     threads: list[_Stage] = []
     try:
         t = time.monotonic()
-        source = load_source(image_path, levels=opts["levels"])
+        source = load_source(image_path, levels=opts["levels"], face_box=source_box)
         st.source = time.monotonic() - t
         writer = VideoWriter(out_path, preset=opts["preset"], crf=opts["crf"],
                              audio_in=reader.audio)
         result = _run(reader, writer, source, opts, stop, threads, st, swapper,
                       many_faces=many_faces, keep_mouth=keep_mouth, progress=progress,
-                      should_cancel=should_cancel)
+                      should_cancel=should_cancel, target=target)
         try:
             writer.finish()
         except (OSError, ValueError, av.FFmpegError) as exc:
@@ -213,7 +218,8 @@ def swap_video(image_path: str, video_path: str, out_path: str, *, many_faces: b
 
 def _run(reader: VideoReader, writer: VideoWriter, source, opts: dict, stop: threading.Event,
          threads: list[_Stage], st: StageTimes, swapper: SwapHelper | None, *,
-         many_faces: bool, keep_mouth: bool, progress, should_cancel) -> dict:
+         many_faces: bool, keep_mouth: bool, progress, should_cancel,
+         target: list[float] | None = None) -> dict:
     frames_q: queue.Queue = queue.Queue(_QUEUE)
     swap_q: queue.Queue = queue.Queue(_QUEUE)
     out_q: queue.Queue = queue.Queue(_QUEUE)
@@ -298,10 +304,7 @@ def _run(reader: VideoReader, writer: VideoWriter, source, opts: dict, stop: thr
     for th in threads:
         th.start()
 
-    tracker = Tracker(many_faces=many_faces, detect_every=opts["detect_every"],
-                      search_every=opts["search_every"], max_side=opts["max_side"],
-                      upsample=opts["upsample"], measure_every=opts["measure_every"],
-                      levels=opts["levels"])
+    tracker = make_tracker(opts, many_faces, target)
     total = reader.total
     done = 0
     matrix = None
@@ -379,6 +382,15 @@ def _run(reader: VideoReader, writer: VideoWriter, source, opts: dict, stop: thr
     if progress is not None:
         progress(done, done, done / max(time.monotonic() - t0, 1e-6))
     return {"frames": done, "swapped_frames": swapped, "width": width, "height": height}
+
+
+def make_tracker(opts: dict, many_faces: bool, target: list[float] | None = None) -> Tracker:
+    """The tracker of a swap with quality ``opts`` (the task's and the preview's)."""
+    return Tracker(many_faces=many_faces, detect_every=opts["detect_every"],
+                   search_every=opts["search_every"], max_side=opts["max_side"],
+                   upsample=opts["upsample"], measure_every=opts["measure_every"],
+                   levels=opts["levels"],
+                   target=None if target is None else np.asarray(target, np.float64))
 
 
 def _as_engine_error(exc: BaseException) -> EngineError:

@@ -273,16 +273,42 @@ def match_sharpness(src: SourceFace, face_y: np.ndarray, base_y: np.ndarray,
     return chosen
 
 
-def load_source(path: str, levels: int | None = None) -> SourceFace:
+def choose_face(faces: list, box: list[int] | None) -> list:
+    """``faces`` with the one best overlapping ``box`` (``[x, y, w, h]``) first.
+
+    EngineError (code ``source_face_not_found``) when none overlaps it: the photo
+    is not the one the box was found in.
+    """
+    if box is None:
+        return faces
+    from .detect import iou
+
+    x, y, w, h = box
+    rect = (x, y, x + w, y + h)
+    scores = [iou(rect, f) for f in faces]
+    if not scores or max(scores) < 0.3:
+        from .photo import refuse
+
+        raise refuse("source_face_not_found", "the chosen face was not found in the photo")
+    best = scores.index(max(scores))
+    return [faces[best]] + faces[:best] + faces[best + 1:]
+
+
+def load_source(path: str, levels: int | None = None,
+                face_box: list[int] | None = None) -> SourceFace:
     """Prepare the largest face of the image at ``path``; EngineError if there is none.
 
     ``levels``: the landmark predictor's cascade levels (the task's, so one
-    model is loaded per task).
+    model is loaded per task); ``face_box``: ``[x, y, w, h]`` of the face to use
+    instead of the largest (a group photo's person, ``engine.people``).
     """
     from .photo import analyse
 
     image = read_image(path)
-    report = analyse(image, levels=levels)
+    faces = choose_face(find_faces(image), face_box) if face_box is not None else None
+    report = analyse(image, faces=faces, levels=levels)
+    if face_box is not None:  # the person was chosen: "the largest face is used" is untrue
+        report.warnings = [w for w in report.warnings if w.code != "photo_several_faces"]
     grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     pts = report.pts
     mesh = mesh_points(pts)

@@ -33,7 +33,7 @@ from .encode import LABEL
 from .errors import Cancelled, EngineError
 from .landmarks import predict_landmarks
 from .pipeline import QUALITIES
-from .source import find_faces, load_source, read_image
+from .source import SourceFace, find_faces, load_source, read_image
 from .swap import face_region, swap_faces
 
 #: JPEG quality of photo results: visually lossless, about 3x smaller than PNG.
@@ -56,8 +56,13 @@ def output_format(out_path: str) -> str:
 def swap_image(image_path: str, target_path: str, out_path: str, *, many_faces: bool = False,
                keep_mouth: bool = False, quality: str = "balanced",
                progress: Callable[[int, int, float], None] | None = None,
-               should_cancel: Callable[[], bool] | None = None) -> dict:
+               should_cancel: Callable[[], bool] | None = None,
+               target: list[float] | None = None,
+               source_box: list[int] | None = None) -> dict:
     """Swap the source photo's face into the target photo; see the module docstring.
+
+    ``target``: the descriptor of the only person of the target photo to swap,
+    ``source_box`` the box of the source photo's face to use (``engine.people``).
 
     Returns ``{"frames": 1, "swapped_frames", "faces", "width", "height", "seconds",
     "fps", "warnings"}``. A target without a face is written unchanged
@@ -78,11 +83,11 @@ def swap_image(image_path: str, target_path: str, out_path: str, *, many_faces: 
 
     if progress is not None:
         progress(0, 1, 0.0)
-    source = load_source(image_path, levels=opts["levels"])
+    source = load_source(image_path, levels=opts["levels"], face_box=source_box)
     check_cancel()
-    target = read_image(target_path)
-    out, faces = swap_into(target, source, many_faces=many_faces, keep_mouth=keep_mouth,
-                           morph=opts["morph"], levels=opts["levels"])
+    picture = read_image(target_path)
+    out, faces = swap_into(picture, source, many_faces=many_faces, keep_mouth=keep_mouth,
+                           morph=opts["morph"], levels=opts["levels"], target=target)
     check_cancel()
     write_image(out, out_path, fmt)
     seconds = time.monotonic() - started
@@ -95,13 +100,13 @@ def swap_image(image_path: str, target_path: str, out_path: str, *, many_faces: 
             "warnings": list(source.warnings)}
 
 
-def swap_into(bgr: np.ndarray, source, *, many_faces: bool = False, keep_mouth: bool = False,
-              morph: float = 0.5, levels: int | None = None) -> tuple[np.ndarray, int]:
+def swap_into(bgr: np.ndarray, source: SourceFace, *, many_faces: bool = False,
+              keep_mouth: bool = False, morph: float = 0.5, levels: int | None = None,
+              target: list[float] | None = None) -> tuple[np.ndarray, int]:
     """``(result, faces swapped)`` for a BGR image; ``bgr`` itself is not modified.
 
-    ``source`` is a :class:`engine.source.SourceFace` (converted here to the internal
-    YUV matrix); ``levels`` the landmark cascade's (the quality's, as in a video task,
-    so a worker keeps one predictor loaded).
+    ``source`` is converted here to the internal YUV matrix; ``levels``: the landmark
+    cascade's (the quality's, as in a video task, so a worker keeps one predictor loaded).
     """
     h, w = bgr.shape[:2]
     # Even sizes, as the 4:2:0 planes need; the padding is cut off again at the end.
@@ -109,7 +114,15 @@ def swap_into(bgr: np.ndarray, source, *, many_faces: bool = False, keep_mouth: 
     padded = cv2.copyMakeBorder(bgr, 0, ph - h, 0, pw - w, cv2.BORDER_REPLICATE) \
         if (ph, pw) != (h, w) else bgr
     rects = find_faces(padded)
-    if not many_faces:
+    if target is not None:  # only the chosen person (the tracker's match threshold)
+        from .people import describe_faces
+        from .track import TARGET_MATCH
+
+        dists = [float(np.linalg.norm(d - np.asarray(target)))
+                 for d in describe_faces(padded, rects[:6], levels)]
+        best = int(np.argmin(dists)) if dists else -1
+        rects = [rects[best]] if best >= 0 and dists[best] < TARGET_MATCH else []
+    elif not many_faces:
         rects = rects[:1]
     rects = [r for r in rects if r[2] - r[0] >= MIN_FACE_PX or not many_faces]
     if not rects:

@@ -27,6 +27,12 @@ from .landmarks import interocular, predict_landmarks
 
 #: Frames of eye openings kept per face (3 s at 30 fps) for ``FaceTrack.eye_ref``.
 EYE_HISTORY = 90
+#: Descriptor distance under which a face is the chosen person (``Tracker(target=)``).
+TARGET_MATCH = 0.6
+#: Frames between checks that the followed face is still the chosen person (a
+#: track may slide onto someone passing in front), and for which a face found not
+#: to be them is not described again while it stays in place.
+TARGET_VERIFY = 60
 
 Describer = Callable[[np.ndarray], Callable[[], "np.ndarray | None"]]
 
@@ -205,8 +211,13 @@ class Tracker:
 
     def __init__(self, *, many_faces: bool, detect_every: int, search_every: int,
                  max_side: int, upsample: int, measure_every: int = 1,
-                 noise: float = 0.035, k_min: float = 0.15, levels: int | None = None) -> None:
-        self.many_faces = many_faces
+                 noise: float = 0.035, k_min: float = 0.15, levels: int | None = None,
+                 target: np.ndarray | None = None) -> None:
+        """``target``: the descriptor of the one person to follow (see
+        ``engine.people``): only a face matching it is ever tracked, checked when a
+        track starts (after every cut) and every :data:`TARGET_VERIFY` frames."""
+        self.target = None if target is None else np.asarray(target, np.float64)
+        self.many_faces = many_faces and self.target is None
         self.levels = levels  # landmark predictor cascade levels (None: all)
         self.measure_every = measure_every
         self.detect_every = detect_every
@@ -224,6 +235,11 @@ class Tracker:
         self.main_descriptor: np.ndarray | None = None
         self.main_sample: Callable[[], np.ndarray | None] | None = None
         self.detections = 0  # statistics for the benchmark
+        self.last_verify = -10**9
+        #: (rect, frame index) of faces found not to be the target (not described
+        #: again while they stay in place, for TARGET_VERIFY frames).
+        self.rejected: list[tuple[Rect, int]] = []
+        self.descriptions = 0  # statistics: descriptors computed
 
     def _is_cut(self, grey: np.ndarray) -> bool:
         h, w = grey.shape
@@ -251,6 +267,7 @@ class Tracker:
         half = None
         if cut:
             self.tracks = []
+            self.rejected = []
         elif self.prev is not None and self.tracks:
             h, w = grey.shape
             half = cv2.resize(grey, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
@@ -262,6 +279,14 @@ class Tracker:
             self.tracks = kept
             for t in kept:
                 t.observe_eyes()
+        if self.target is not None and self.tracks and describe is not None \
+                and index - self.last_verify >= TARGET_VERIFY:
+            self.last_verify = index
+            track = self.tracks[0]
+            if not self._is_target(track.pts):
+                self.rejected.append((track.rect(), index))
+                self.tracks = []
+                lost = True
         since = index - self.last_detect
         if cut or lost or since >= (self.detect_every if self.tracks else self.search_every):
             # Confirming the followed face needs only a local look; new faces
@@ -306,8 +331,44 @@ class Tracker:
         if self.many_faces:
             for d in fresh:
                 self.tracks.append(FaceTrack(predict_landmarks(grey, d, self.levels), d))
+        elif not self.tracks and fresh and self.target is not None:
+            self._acquire_target(grey, index, fresh)
         elif not self.tracks and fresh:
             self._acquire_main(grey, fresh)
+
+    def _is_target(self, pts: np.ndarray) -> bool:
+        desc = self.describe(pts)()
+        self.descriptions += 1
+        return desc is not None and \
+            float(np.linalg.norm(desc - self.target)) < TARGET_MATCH
+
+    def _acquire_target(self, grey: np.ndarray, index: int, cands: list[Rect]) -> None:
+        """Start following the chosen person if one of ``cands`` is them.
+
+        A candidate standing where a face was found not to be them (within
+        :data:`TARGET_VERIFY` frames, no cut since) is not described again: in a
+        group shot the others would otherwise cost a descriptor every search.
+        """
+        if self.describe is None:
+            return
+        self.rejected = [(r, i) for r, i in self.rejected if index - i < TARGET_VERIFY]
+        best, best_d = None, TARGET_MATCH
+        for d in cands[:6]:
+            if any(iou(d, r) > 0.4 for r, _ in self.rejected):
+                continue
+            pts = predict_landmarks(grey, d, self.levels)
+            desc = self.describe(pts)()
+            self.descriptions += 1
+            if desc is None:
+                continue
+            dist = float(np.linalg.norm(desc - self.target))
+            if dist < best_d:
+                best, best_d = (pts, d), dist
+            else:
+                self.rejected.append((d, index))
+        if best is not None:
+            self.tracks = [FaceTrack(*best)]
+            self.last_verify = index
 
     def _acquire_main(self, grey: np.ndarray, cands: list[Rect]) -> None:
         """Start following the main person: the largest face at first, then only them."""

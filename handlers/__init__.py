@@ -6,6 +6,7 @@ import tornado.web
 
 from handlers.base import BaseHandler
 from handlers.customers import CustomersHandler, HealthHandler, ModifyTypeHandler
+from handlers.faces import FacesHandler, PreviewHandler
 from handlers.files import DeleteFileHandler, FileListHandler, ThumbnailHandler
 from handlers.media import MediaHandler, PlaybackHandler
 from handlers.metrics import MetricsHandler
@@ -48,6 +49,8 @@ def make_app(ctx: AppContext, cookie_secret: str) -> tornado.web.Application:
         (r"/video/retry_task/?", RetryTaskHandler),
         (r"/video/files/?", FileListHandler),
         (r"/video/delete_file/?", DeleteFileHandler),
+        (r"/video/faces/?", FacesHandler),
+        (r"/video/preview/?", PreviewHandler),
         (r"/ws/tasks", TaskSocket),
         (r"/static/media/(.*)", MediaHandler, {"path": str(ctx.media.root)}),
         (r"/video/test_resp/?()", PlaybackHandler, {"path": str(ctx.media.root)}),

@@ -86,3 +86,16 @@ def number(data: dict[str, Any], name: str, *, reason: str = "bad_request") -> f
             or abs(value) > 1e12 or not math.isfinite(value):  # 10**400 would not convert
         raise ServiceError(f"field '{name}' must be a number", 400, reason)
     return float(value)
+
+
+def face_id(data: dict[str, Any], name: str) -> str | None:
+    """An optional ``face_id`` (``/video/faces``): a string of digits or an integer."""
+    value = data.get(name)
+    if value is None or value == "":
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**6:
+        return str(value)
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 6:
+        return value
+    raise ServiceError(f"field '{name}' must be a face_id from /video/faces", 400,
+                       "bad_face_id")

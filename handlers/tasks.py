@@ -43,7 +43,9 @@ class FaceSwapHandler(TaskHandler):
             quality=fields.text(body, "quality", required=False, default="balanced",
                                 max_len=16),
             start_s=fields.number(body, "start_s", reason="bad_segment"),
-            end_s=fields.number(body, "end_s", reason="bad_segment"))
+            end_s=fields.number(body, "end_s", reason="bad_segment"),
+            target_face=fields.face_id(body, "target_face"),
+            source_face=fields.face_id(body, "source_face"))
         task = await self.ctx.tasks.get(user, task_id)
         self.reply({"status": 0, "task_id": task_id, "warnings": task.get("warnings") or []})
 

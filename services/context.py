@@ -12,8 +12,10 @@ from motor.motor_asyncio import AsyncIOMotorDatabase
 from conf import Limits, Settings, limits_for
 from engine.dispatch import Dispatcher
 from services.accounts import AccountService
+from services.faces import FaceService
 from services.files import FileService
 from services.metrics import Metrics
+from services.preview import PreviewService
 from services.tasks import TaskService
 from services.uploads import UploadService
 from storage import DatabaseError, MediaStore, Repositories
@@ -30,6 +32,8 @@ class AppContext:
     tasks: TaskService
     files: FileService
     metrics: Metrics
+    faces: FaceService
+    previews: PreviewService
     #: Reports whether the embedded database process is running (None: external DB).
     db_process_alive: Callable[[], bool] | None = field(default=None)
 
@@ -40,18 +44,35 @@ class AppContext:
         media = MediaStore(settings.data_path)
         metrics = Metrics()
         uploads = UploadService(repos, media, settings, metrics, limits=limits_for)
-        tasks = TaskService(repos, media, dispatcher, uploads, metrics, limits=limits_for)
+        faces = FaceService(repos, media, settings)
+        tasks = TaskService(repos, media, dispatcher, uploads, metrics, faces,
+                            limits=limits_for)
         accounts = AccountService(repos, settings, limits=limits_for)
-        # an account's deletion: its tasks stop first, then its files go
-        accounts.purgers = [lambda uid, _name: tasks.purge_owner(uid), uploads.purge_owner]
+        previews = PreviewService(repos, media, settings, tasks)
+        # an account's deletion: its tasks stop first, then what is kept of its files
+        # (faces, previews), then the files themselves
+        accounts.purgers = [lambda uid, _name: tasks.purge_owner(uid),
+                            lambda uid, _name: faces.forget_owner(uid),
+                            lambda uid, _name: previews.forget_owner(uid),
+                            uploads.purge_owner]
         return cls(settings=settings, repos=repos, accounts=accounts,
                    media=media, uploads=uploads, tasks=tasks,
-                   files=FileService(repos, media, uploads, tasks), metrics=metrics,
-                   db_process_alive=db_process_alive)
+                   files=FileService(repos, media, uploads, tasks, faces), metrics=metrics,
+                   faces=faces, previews=previews, db_process_alive=db_process_alive)
 
     def limits(self, usertype: int) -> Limits:
         """The conf/ limits of ``usertype`` (the one way services and handlers get them)."""
         return limits_for(usertype)
+
+    async def start_workers(self) -> None:
+        """Start the interactive engine processes now, models loaded (server start-up)."""
+        await asyncio.gather(self.previews.worker.start(), self.faces.worker.start())
+
+    async def close(self) -> None:
+        """Stop the tasks' dispatcher and the interactive engine processes."""
+        await self.tasks.close()
+        await self.previews.close()
+        await self.faces.close()
 
     async def health(self) -> tuple[bool, str]:
         """(healthy, reason): a dead embedded process or an unanswered ping is unhealthy."""

@@ -16,6 +16,7 @@ from typing import Any
 
 from services import ServiceError
 from services.accounts import User
+from services.faces import FaceService
 from services.tasks import TaskService
 from services.uploads import UploadService
 from storage import MediaStore, PathRefused, Repositories
@@ -61,8 +62,9 @@ def public_file(record: dict[str, Any]) -> dict[str, Any]:
 
 class FileService:
     def __init__(self, repos: Repositories, media: MediaStore, uploads: UploadService,
-                 tasks: TaskService) -> None:
+                 tasks: TaskService, faces: FaceService | None = None) -> None:
         self.repos = repos
+        self.faces = faces  #: forgets the people found in a deleted file (and their crops)
         self.media = media
         self.uploads = uploads
         self.tasks = tasks
@@ -98,5 +100,7 @@ class FileService:
         await self.repos.uploads.delete(filepath)
         self.media.remove(filepath)
         self.media.remove_thumb(filepath)
+        if self.faces is not None:
+            await self.faces.forget(filepath)
         if record.get("origin") == "result" and record.get("task_id"):
             await self.tasks.result_deleted(record["task_id"])

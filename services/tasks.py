@@ -33,6 +33,7 @@ from engine.dispatch import Dispatcher, Job, JobFailed
 from engine.probe import probe_isolated
 from services import ServiceError
 from services.accounts import User
+from services.faces import FaceService
 from services.metrics import Metrics, event_line
 from services.uploads import UploadService
 from storage import DatabaseError, MediaStore, OutputTaken, PathRefused, Repositories
@@ -49,8 +50,10 @@ SWAPNAME_RE = re.compile(r"(?!.*\.\.)[A-Za-z0-9_\-\u3400-\u4dbf\u4e00-\u9fff]"
 FINISHED_TEXT = "转换结束"  # the seed's "conversion finished", which old clients look for
 #: States after which a task may be run again with the same inputs (retry_task).
 RETRYABLE = ("finished", "failed", "cancelled", "expired", "deleted")
-#: What a retry copies from the task besides its inputs: every option of faceswap.
+#: What a retry copies from the task besides its inputs: every option of faceswap, and
+#: the chosen people as the task keeps them (face ids, descriptor, box).
 RETRY_OPTIONS = ("many_faces", "keep_mouth", "quality", "start_s", "end_s")
+RETRY_CHOSEN = ("target_face", "target", "source_face", "source_box")
 #: Longest page of GET /video/tasks (also the length of the old, unpaged list).
 PAGE_MAX = 200
 
@@ -78,7 +81,8 @@ def listing_view(task: dict[str, Any]) -> dict[str, Any]:
     view = public_view(task)
     view.update({key: task.get(key) for key in ("imagepath", "videopath", "many_faces",
                                                 "keep_mouth", "quality", "error", "start_s",
-                                                "end_s")})
+                                                "end_s", "target_face",
+                                                "source_face")})
     view["progress_percent"] = 100.0 if task["state"] == "finished" else task.get("percent", 0.0)
     created = task.get("created")
     view["created"] = created.isoformat() if isinstance(created, dt.datetime) else created
@@ -183,9 +187,12 @@ def _event(event: str, task: dict[str, Any], level: int = logging.INFO,
 class TaskService:
     def __init__(self, repos: Repositories, media: MediaStore, dispatcher: Dispatcher,
                  uploads: UploadService | None = None, metrics: Metrics | None = None,
+                 faces: FaceService | None = None,
                  limits: Callable[[int], Limits] = limits_for) -> None:
         self.repos = repos
         self.limits = limits  #: usertype → its conf/ limits (from the context)
+        #: The kept people of files (``target_face`` / ``source_face``); None: refused.
+        self.faces = faces
         self.uploads = uploads or UploadService(repos, media)
         self.media = media
         self.dispatcher = dispatcher
@@ -238,10 +245,13 @@ class TaskService:
     async def create(self, user: User, imagepath: str, videopath: str, swapname: str, *,
                      many_faces: bool = False, keep_mouth: bool = False,
                      quality: str = "balanced", start_s: float | None = None,
-                     end_s: float | None = None) -> str:
+                     end_s: float | None = None, target_face: str | None = None,
+                     source_face: str | None = None,
+                     chosen: dict[str, Any] | None = None) -> str:
         """Queue a swap; ``videopath`` may name a video or a photo (the result is then a
         photo), ``start_s``/``end_s`` a segment of the video (the length limit applies
-        to the segment)."""
+        to the segment); ``target_face`` / ``source_face`` a person of each, from
+        ``/video/faces``."""
         if not SWAPNAME_RE.fullmatch(swapname):
             raise ServiceError("swapname must be 1-64 letters, digits, CJK or _ - . characters, "
                                "not starting or ending with a dot", 400, "bad_swapname")
@@ -290,7 +300,10 @@ class TaskService:
         check = image.get("photo_check")
         if check is None:  # an upload recorded before photos were checked at upload
             check = await self._check_photo(user, image["path"])
-        if not check["ok"]:  # judged by the bounded probe process, never in the server
+        # ``chosen``: a retry's people, as its task stored them (the faces may be forgotten)
+        chosen = dict(chosen) if chosen is not None else \
+            await self.chosen_faces(user, imagepath, videopath, target_face, source_face)
+        if not check["ok"] and "source_face" not in chosen:  # judged by the probe process
             raise ServiceError(check["msg"], 400, check["code"])
         task = {"task_id": secrets.token_hex(8), "owner_id": user.id,
                 "username": user.username, "usertype": user.usertype,
@@ -304,7 +317,7 @@ class TaskService:
                 "input_width": video.get("width"), "input_height": video.get("height"),
                 "input_duration": (segment[1] - segment[0]) if segment else
                 (min(video.get("duration") or 0, limits.video_seconds) or None),
-                "warnings": list(check.get("warnings") or [])}
+                "warnings": list(check.get("warnings") or []), **chosen}
         # known now, from the upload's probe: said at once, confirmed when it is done
         # (a photo target keeps its size)
         scaled = downscale_warning(video.get("width"), video.get("height"),
@@ -327,6 +340,32 @@ class TaskService:
         self._notify(task)
         self._pump()
         return task["task_id"]
+
+    async def chosen_faces(self, user: User, imagepath: str, videopath: str,
+                           target_face: Any = None, source_face: Any = None
+                           ) -> dict[str, Any]:
+        """The task fields of a chosen person: ``target_face`` of the video (its descriptor
+        goes to the engine as ``target``) and ``source_face`` of the photo (its box goes
+        as ``source_box``). Kept in the task, so it runs (and is retried) as created
+        even if the file's faces are forgotten meanwhile."""
+        out: dict[str, Any] = {}
+        if target_face is None and source_face is None:
+            return out
+        if self.faces is None:
+            raise ServiceError("choosing a face is not available", 400, "bad_request")
+        if target_face is not None:
+            face = await self.faces.choice(user, videopath, target_face, "target_face")
+            out.update(target_face=face["face_id"], target=face["descriptor"])
+        if source_face is not None:
+            face = await self.faces.choice(user, imagepath, source_face, "source_face")
+            out.update(source_face=face["face_id"], source_box=face["box"])
+        return out
+
+    async def own_upload(self, user: User, filepath: str, field: str,
+                         kinds: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """The caller's upload record behind ``<field>path`` (of one of ``kinds``, default
+        ``field``) with its ``path``: 404/403/400 otherwise (the preview's checks)."""
+        return await self._own_upload(user, filepath, field, kinds)
 
     async def _check_photo(self, user: User, path: Path) -> dict[str, Any]:
         """The engine's verdict on a source photo, from the bounded probe process:
@@ -389,7 +428,9 @@ class TaskService:
             swapname = await self._free_name(owner, task["swapname"],
                                              os.path.splitext(task["filepath"])[1] or ".mp4")
         return await self.create(owner, task["imagepath"], task["videopath"], swapname,
-                                 **{k: task[k] for k in RETRY_OPTIONS if k in task})
+                                 **{k: task[k] for k in RETRY_OPTIONS if k in task},
+                                 chosen={k: task[k] for k in RETRY_CHOSEN
+                                         if task.get(k) is not None})
 
     async def _owner(self, task: dict[str, Any]) -> User:
         doc = await self.repos.users.by_id(task["owner_id"])
@@ -570,7 +611,9 @@ class TaskService:
                       max_height=self.limits(task["usertype"]).output_height
                       if kind == "video" else None,
                       max_frames=task.get("max_frames"), target_kind=kind,
-                      start_s=task.get("start_s"), end_s=task.get("end_s"))
+                      start_s=task.get("start_s"), end_s=task.get("end_s"),
+                      target=tuple(task["target"]) if task.get("target") else None,
+                      source_box=tuple(task["source_box"]) if task.get("source_box") else None)
             result = await self.dispatcher.run(job, lambda *p: self._progress(task, *p))
             self.media.place(out, task["filepath"])
             self._remove_partial(task_id)

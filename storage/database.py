@@ -56,6 +56,10 @@ async def ensure_indexes(db: AsyncIOMotorDatabase,
     # when it fails, is cancelled or its result expires; parallel creations with one
     # swapname cannot both insert.
     await db.tasks.create_index("output_claim", unique=True, sparse=True)
+    await db.faces.create_index("filepath", unique=True)
+    await db.faces.create_index("owner_id")
+    await db.previews.create_index([("owner_id", 1), ("created", 1)])
+    await db.previews.create_index("expires")
     await db.tus_uploads.create_index("owner_id")
     await db.tus_uploads.create_index("expires")
     for counter in ("users",):  # create counters up front: no upsert race later

@@ -67,7 +67,7 @@ def ctx(io_loop, settings: Settings) -> Iterator[AppContext]:
     context = AppContext.build(settings, db, LocalDispatcher(
         settings.workers, io_loop.asyncio_loop, memory_mb=settings.worker_memory_mb))
     yield context
-    io_loop.run_sync(context.tasks.close, timeout=60)
+    io_loop.run_sync(context.close, timeout=60)
     io_loop.run_sync(lambda: db.client.drop_database(settings.db_name))
     db.client.close()
 

@@ -250,8 +250,11 @@ async def test_every_error_path_has_a_documented_code(ctx, api, files, monkeypat
                  {**swap, "imagepath": tiny}, token=alice)
     for extra, reason in (({"start_s": -1}, "bad_segment"), ({"end_s": "soon"}, "bad_segment"),
                           ({"start_s": 0, "end_s": 0.001}, "segment_too_short"),
-                          ({"videopath": dog}, "no_face_in_target")):
-        await w.call(f"faceswap {extra}", 400, reason, "POST", "/video/faceswap",
+                          ({"videopath": dog}, "no_face_in_target"),
+                          ({"target_face": "x"}, "bad_face_id"),
+                          ({"target_face": "1"}, "unknown_face")):
+        status = 404 if reason == "unknown_face" else 400
+        await w.call(f"faceswap {extra}", status, reason, "POST", "/video/faceswap",
                      {**swap, **extra}, token=alice)
     with monkeypatch.context() as m:
         lower(m, unfinished_tasks=0)

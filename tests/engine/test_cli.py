@@ -70,6 +70,9 @@ def test_cli_segment_and_photo_target(media, tmp_path):
     with av.open(str(out)) as c:
         v, a = c.streams.video[0], c.streams.audio[0]
         assert sum(1 for _ in c.decode(v)) == 30
+        # the clip's video starts at 0.85 s, its audio at 0: the cut starts both at 0
+        assert abs(float(v.start_time * v.time_base)) < 1 / 30
+        assert abs(float(a.start_time * a.time_base)) < 1 / 30
         assert abs(float(v.duration * v.time_base) - float(a.duration * a.time_base)) < 1 / 30
     photo = tmp_path / "photo.png"
     p = run("--image", media("face_obama.jpg"), "--video", media("face_woman.jpg"),
