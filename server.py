@@ -120,6 +120,8 @@ async def serve(settings: Settings) -> None:
                             chunk_size=1024 * 1024, idle_connection_timeout=120)
         ctx.uploads.remove_stale_temp()
         await ctx.tasks.recover()
+        if added := await ctx.tasks.backfill_results():
+            log.info("recorded %d result(s) made before the file list", added)
         # Warm in the background: the server answers meanwhile (a call waits for it).
         background_start = asyncio.create_task(ctx.start_workers())
         background = [asyncio.create_task(housekeeping(ctx)), background_start]

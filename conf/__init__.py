@@ -34,6 +34,8 @@ class Limits:
     photo_pixels: int = 25_000_000  #: largest photo (width x height), read from its header
     video_pixels: int = 1920 * 1080  #: largest video picture (width x height)
     open_uploads: int = 5  #: unfinished resumable uploads at once
+    storage_bytes: int = 2048 * MB  #: uploads + results kept at once (the storage quota)
+    unfinished_tasks: int = 20  #: queued + running tasks one user may have at once
     #: longest video accepted at upload: a task swaps a segment of it (``start_s``/
     #: ``end_s``) of at most ``video_seconds``, so a long video can be used in part
     upload_seconds: float = 600.0
@@ -48,19 +50,24 @@ class Limits:
 #: administrators are only bounded by what one server can sensibly hold.
 #: Picture limits bound the work and memory of one swap: a 16000x16000 video costs
 #: 3.5 GB and 1.5 s a frame, so the input resolution follows the output tier.
+#: The storage quota (uploads and results) holds at least ten of the tier's largest
+#: uploads; a user who wants more room deletes old files (``/video/delete_file``).
 LIMITS: dict[int, Limits] = {
     FREE: Limits(upload_bytes=200 * MB, video_seconds=60, output_height=720, concurrent_tasks=1,
                  photo_pixels=25_000_000, video_pixels=1920 * 1080, open_uploads=5,
-                 upload_seconds=600),
+                 storage_bytes=2048 * MB, unfinished_tasks=20, upload_seconds=600),
     BASIC: Limits(upload_bytes=1024 * MB, video_seconds=300, output_height=1080,
                   concurrent_tasks=2, photo_pixels=40_000_000, video_pixels=2560 * 1440,
-                  open_uploads=10, upload_seconds=3600),
+                  open_uploads=10, storage_bytes=20 * 1024 * MB, unfinished_tasks=20,
+                  upload_seconds=3600),
     PREMIUM: Limits(upload_bytes=4096 * MB, video_seconds=1800, output_height=2160,
                     concurrent_tasks=4, photo_pixels=60_000_000, video_pixels=3840 * 2160,
-                    open_uploads=20, upload_seconds=7200),
+                    open_uploads=20, storage_bytes=100 * 1024 * MB, unfinished_tasks=20,
+                    upload_seconds=7200),
     ADMIN: Limits(upload_bytes=8192 * MB, video_seconds=7200, output_height=4320,
                   concurrent_tasks=8, photo_pixels=100_000_000, video_pixels=7680 * 4320,
-                  open_uploads=50, upload_seconds=14400),
+                  open_uploads=50, storage_bytes=500 * 1024 * MB, unfinished_tasks=50,
+                  upload_seconds=14400),
 }
 
 

@@ -89,13 +89,16 @@ def frame_rate(stream) -> Fraction:
     return Fraction(30)
 
 
-def probe_video(path: str, limits: ProbeLimits | None = None) -> dict:
+def probe_video(path: str, limits: ProbeLimits | None = None,
+                thumbnail: str | None = None) -> dict:
     """Describe a video: size as displayed, real duration, frame count, fps, audio, codec.
 
     Refuses (:class:`ProbeRefused`) what ``limits`` do not allow, from the headers,
     before anything is decoded; then scans the packets (demux only) for the real
     length, then decodes the first frame so that a file whose header parses but
     whose pictures do not (corrupt, truncated, unsupported codec) is rejected here.
+    ``thumbnail``: where to write a small JPEG of that first frame (``"thumbnail"`` in
+    the answer says whether it was written).
     """
     import av
 
@@ -128,10 +131,18 @@ def probe_video(path: str, limits: ProbeLimits | None = None) -> dict:
         fps = frame_rate(stream)
         scanning, scanned = open_video(path)
         try:
-            scan = scan_packets(scanning, scanned, limits)
+            scan = scan_packets(scanning, scanned, limits, os.path.getsize(path))
         finally:
             scanning.close()
+        thumbed = False
+        if thumbnail:
+            from .thumbs import frame_to_bgr, write_thumbnail
+
+            with contextlib.suppress(Exception):  # a file without one is still a video
+                write_thumbnail(frame_to_bgr(first, rotation), thumbnail)
+                thumbed = True
         return {
+            "thumbnail": thumbed,
             "width": int(width),
             "height": int(height),
             "duration": scan["duration"],
@@ -155,19 +166,21 @@ def _header_duration(container, stream) -> float:
     return 0.0
 
 
-def scan_packets(container, stream, limits: ProbeLimits) -> dict:
+def scan_packets(container, stream, limits: ProbeLimits, file_size: int | None = None) -> dict:
     """Demux (never decode) every packet of ``stream``: real length and packet count.
 
     The length is the span of presentation timestamps, from the first packet's
     start to the last packet's end, so edited container durations do not count.
     More packets than ``limits.max_samples`` or a frame rate above
     ``limits.max_frame_rate`` (timestamps that do not advance) are refused: both
-    would let a long video pass a length limit.
+    would let a long video pass a length limit. Fewer packets than the container's
+    index lists, or a packet that ends past ``file_size``, is a truncated file
+    (``truncated_video``).
     """
     import av
 
     tb = stream.time_base or Fraction(1, 90000)
-    count = 0
+    count = last_byte = 0
     start: int | None = None
     end: int | None = None
     try:
@@ -175,6 +188,8 @@ def scan_packets(container, stream, limits: ProbeLimits) -> dict:
             if packet.size == 0 and packet.pts is None:
                 continue  # the demuxer's flush packet
             count += 1
+            if packet.pos is not None and packet.pos >= 0:
+                last_byte = max(last_byte, packet.pos + packet.size)
             if count > limits.max_samples:
                 raise ProbeRefused(
                     f"the video has more than {limits.max_samples} frames, more than your "
@@ -189,6 +204,13 @@ def scan_packets(container, stream, limits: ProbeLimits) -> dict:
         pass  # a damaged tail: what was read so far is the video (the decoder checks more)
     if count == 0:
         raise EngineError("the video has no frames (corrupt or truncated file)")
+    # An MP4's index lists every frame; a file cut short (an interrupted copy) still has
+    # the whole index at its front, and the demuxer stops quietly where the bytes end.
+    # Refused here instead of failing the swap part-way through.
+    indexed = int(stream.frames or 0)
+    if (indexed and count < indexed) or (file_size is not None and last_byte > file_size):
+        raise ProbeRefused(f"the video is truncated: its index lists {indexed} frames, the "
+                           f"file holds {count}", "truncated_video")
     duration = float((end - start) * tb) if start is not None and end is not None else 0.0
     if count > 1 and count > max(duration, 1e-9) * limits.max_frame_rate:
         raise ProbeRefused(
@@ -197,7 +219,8 @@ def scan_packets(container, stream, limits: ProbeLimits) -> dict:
     return {"duration": round(duration, 3), "packets": count}
 
 
-def probe_image(path: str, limits: ProbeLimits | None = None, faces: bool = False) -> dict:
+def probe_image(path: str, limits: ProbeLimits | None = None, faces: bool = False,
+                thumbnail: str | None = None) -> dict:
     """Return ``{"width", "height"}`` of a still image; with ``faces`` also ``"faces"``
     (how many) and ``"photo_check"``: the engine's verdict on it as a source photo,
     ``{"ok", "code", "msg", "warnings"}`` (see :func:`engine.check_source_face`).
@@ -211,7 +234,13 @@ def probe_image(path: str, limits: ProbeLimits | None = None, faces: bool = Fals
     from .source import check_source_face, find_faces, read_image
 
     image = read_image(path)
-    info = {"width": int(image.shape[1]), "height": int(image.shape[0])}
+    info = {"width": int(image.shape[1]), "height": int(image.shape[0]), "thumbnail": False}
+    if thumbnail:
+        from .thumbs import write_thumbnail
+
+        with contextlib.suppress(Exception):
+            write_thumbnail(image, thumbnail)
+            info["thumbnail"] = True
     if faces:
         info["faces"] = len(find_faces(image))
         try:
@@ -401,15 +430,18 @@ class ProbeLimits:
 _ROOT = Path(__file__).resolve().parent.parent
 
 
-def probe_isolated(kind: str, path: str, limits: ProbeLimits, faces: bool = False) -> dict:
+def probe_isolated(kind: str, path: str, limits: ProbeLimits, faces: bool = False,
+                   thumbnail: str | None = None) -> dict:
     """Run :func:`probe_image` / :func:`probe_video` in a child with ``limits`` applied.
 
     The child sets its own ``RLIMIT_AS`` before importing anything heavy, dies with
     its parent, and is killed after ``limits.timeout_s``. Running out of memory or
     time is a refusal of the file (``probe_limit``), not an error of the server.
+    ``thumbnail``: write a small JPEG there too (see :mod:`engine.thumbs`); ``kind``
+    ``"thumbnail"`` only does that, for a file the service made itself (a result).
     """
     request = json.dumps({"kind": kind, "path": str(path), "faces": faces,
-                          "limits": asdict(limits)})
+                          "limits": asdict(limits), "thumbnail": thumbnail})
     env = {**os.environ, "PYTHONPATH": str(_ROOT), "OPENBLAS_NUM_THREADS": "1",
            "OMP_NUM_THREADS": "1"}
     try:
@@ -465,10 +497,17 @@ def _child_main() -> int:
                                      "oversize": True}))
         return 0
     try:
+        thumbnail = request.get("thumbnail")
         if request["kind"] == "image":
-            info = probe_image(request["path"], limits, faces=request.get("faces", False))
+            info = probe_image(request["path"], limits, faces=request.get("faces", False),
+                               thumbnail=thumbnail)
+        elif request["kind"] == "thumbnail":
+            from .thumbs import thumbnail_of
+
+            thumbnail_of(request["path"], thumbnail)
+            info = {"thumbnail": True}
         else:
-            info = probe_video(request["path"], limits)
+            info = probe_video(request["path"], limits, thumbnail=thumbnail)
         answer: dict = {"info": info}
     except ProbeRefused as exc:
         answer = {"error": str(exc), "reason": exc.reason, "oversize": exc.oversize}

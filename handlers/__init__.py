@@ -7,12 +7,15 @@ import tornado.web
 from handlers.base import BaseHandler
 from handlers.customers import CustomersHandler, HealthHandler, ModifyTypeHandler
 from handlers.faces import FacesHandler, PreviewHandler
+from handlers.files import DeleteFileHandler, FileListHandler, ThumbnailHandler
 from handlers.media import MediaHandler, PlaybackHandler
 from handlers.metrics import MetricsHandler
 from handlers.page import STATIC_DIR, AssetHandler, IndexHandler, SessionHandler
 from handlers.tasks import (
     CancelTaskHandler,
+    DeleteTaskHandler,
     FaceSwapHandler,
+    RetryTaskHandler,
     TaskListHandler,
     TaskSocket,
     ViewTaskHandler,
@@ -42,11 +45,16 @@ def make_app(ctx: AppContext, cookie_secret: str) -> tornado.web.Application:
         (r"/video/view_task/?", ViewTaskHandler),
         (r"/video/tasks/?", TaskListHandler),
         (r"/video/cancel_task/?", CancelTaskHandler),
+        (r"/video/delete_task/?", DeleteTaskHandler),
+        (r"/video/retry_task/?", RetryTaskHandler),
+        (r"/video/files/?", FileListHandler),
+        (r"/video/delete_file/?", DeleteFileHandler),
         (r"/video/faces/?", FacesHandler),
         (r"/video/preview/?", PreviewHandler),
         (r"/ws/tasks", TaskSocket),
         (r"/static/media/(.*)", MediaHandler, {"path": str(ctx.media.root)}),
         (r"/video/test_resp/?()", PlaybackHandler, {"path": str(ctx.media.root)}),
+        (r"/static/thumbs/(.*)", ThumbnailHandler, {"path": str(ctx.media.thumbs)}),
         (r"/", IndexHandler),
         (r"/assets/(.*)", AssetHandler, {"path": str(STATIC_DIR)}),
     ]

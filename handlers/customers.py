@@ -39,7 +39,9 @@ class CustomersHandler(BaseHandler):
         action = fields.text(body, "action", max_len=32)
         handler = {"login": self.login, "add_customer": self.add_customer,
                    "logout": self.logout, "list_customer": self.list_customer,
-                   "disable_customer": self.disable_customer}.get(action)
+                   "disable_customer": self.disable_customer,
+                   "delete_customer": self.delete_customer,
+                   "delete_account": self.delete_account}.get(action)
         if handler is None:
             raise ServiceError(f"unknown action {action!r}")
         await handler(body)
@@ -74,6 +76,20 @@ class CustomersHandler(BaseHandler):
         data = _customer_data(body)
         await self.ctx.accounts.set_disabled(caller, fields.integer(data, "id", minimum=1),
                                              fields.boolean(data, "disabled", default=True))
+        self.reply({"status": 0})
+
+    async def delete_customer(self, body: dict[str, Any]) -> None:
+        caller = self.require_user()
+        data = _customer_data(body)
+        await self.ctx.accounts.delete_customer(caller, fields.integer(data, "id", minimum=1))
+        self.reply({"status": 0})
+
+    async def delete_account(self, body: dict[str, Any]) -> None:
+        caller = self.require_user()
+        data = _customer_data(body)
+        await self.ctx.accounts.delete_account(caller, fields.text(data, "password",
+                                                                   max_len=256))
+        self.clear_cookie(SESSION_COOKIE)
         self.reply({"status": 0})
 
     async def add_customer(self, body: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ import email.utils
 import os
 import re
 import urllib.parse
+from typing import Any
 
 import tornado.web
 
@@ -24,6 +25,7 @@ ENCODED_SEPARATOR_RE = re.compile(r"%(?:2f|5c|00)", re.IGNORECASE)
 
 class MediaHandler(BaseHandler, tornado.web.StaticFileHandler):
     inline_only = False
+    _content_range: str | None = None
 
     def initialize(self, path: str) -> None:  # type: ignore[override]
         tornado.web.StaticFileHandler.initialize(self, path)
@@ -31,18 +33,23 @@ class MediaHandler(BaseHandler, tornado.web.StaticFileHandler):
     def client_path(self, path: str) -> str:
         return path
 
-    async def get(self, path: str = "", include_body: bool = True) -> None:
+    def resolve(self, raw: str) -> str:
+        """The checked file behind the client path, relative to this handler's root."""
         user = self.require_user()
-        if ENCODED_SEPARATOR_RE.search(self.request.path):
-            raise ServiceError("encoded separators are not allowed in media paths", 400,
-                               "bad_path")
-        raw = self.client_path(path)
         try:
             resolved = self.ctx.media.resolve(raw, user.username, user.is_admin)
         except PathRefused as exc:
             raise ServiceError(exc.msg, exc.code) from None
-        relative = self.ctx.media.relative(resolved)
-        self._range_policy(str(resolved))
+        return self.ctx.media.relative(resolved)
+
+    async def get(self, path: str = "", include_body: bool = True) -> None:
+        self.require_user()
+        if ENCODED_SEPARATOR_RE.search(self.request.path):
+            raise ServiceError("encoded separators are not allowed in media paths", 400,
+                               "bad_path")
+        relative = self.resolve(self.client_path(path))
+        self._range_policy(os.path.join(self.root, relative))
+        self._refuse_unsatisfiable(os.path.join(self.root, relative))
         if self.get_query_argument("download", "") in ("1", "true") and not self.inline_only:
             quoted = urllib.parse.quote(os.path.basename(relative))
             self.set_header("Content-Disposition", f"attachment; filename*=UTF-8''{quoted}")
@@ -77,6 +84,27 @@ class MediaHandler(BaseHandler, tornado.web.StaticFileHandler):
             fresh = stated is not None and int(stated) == int(os.stat(absolute).st_mtime)
         if not fresh:
             del headers["Range"]
+
+    def _refuse_unsatisfiable(self, absolute: str) -> None:
+        """A range that starts past the end is 416 in the JSON envelope (Tornado's own
+        answer has an empty text body), with ``Content-Range: bytes */<size>``."""
+        header = self.request.headers.get("Range")
+        if header is None:
+            return  # _range_policy left only well-formed single ranges
+        first, _, last = header.replace(" ", "")[len("bytes="):].partition("-")
+        size = os.path.getsize(absolute)
+        if first == "":  # a suffix: the last N bytes; only N = 0 is unsatisfiable
+            bad = int(last) == 0
+        else:
+            bad = int(first) >= size or (last != "" and int(last) < int(first))
+        if bad:
+            self._content_range = f"bytes */{size}"
+            raise ServiceError("the requested range is outside the file", 416)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        if self._content_range is not None:  # send_error cleared the headers set before
+            self.set_header("Content-Range", self._content_range)
+        super().write_error(status_code, **kwargs)
 
     def set_extra_headers(self, path: str) -> None:
         self.set_header("Cache-Control", "private, max-age=0, must-revalidate")

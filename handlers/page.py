@@ -6,7 +6,6 @@ from pathlib import Path
 
 import tornado.web
 
-from conf import limits_for
 from handlers.base import BaseHandler
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -59,13 +58,16 @@ class AssetHandler(BaseHandler, tornado.web.StaticFileHandler):
 class SessionHandler(BaseHandler):
     """Who is logged in (for the page after a reload), with the user's limits."""
 
-    def get(self) -> None:
+    async def get(self) -> None:
         xsrf = self.xsrf_token.decode()
         user = self.require_user()
-        limits = limits_for(user.usertype)
+        limits = self.ctx.limits(user.usertype)
         self.reply({"status": 0, "userdata": user.public(), "xsrf": xsrf,
+                    **await self.ctx.files.storage(user),
                     "limits": {"upload_bytes": limits.upload_bytes,
                                "video_seconds": limits.video_seconds,
                                "upload_seconds": limits.upload_video_seconds,
                                "output_height": limits.output_height,
-                               "concurrent_tasks": limits.concurrent_tasks}})
+                               "concurrent_tasks": limits.concurrent_tasks,
+                               "storage_bytes": limits.storage_bytes,
+                               "unfinished_tasks": limits.unfinished_tasks}})

@@ -54,7 +54,8 @@ class FaceSwapHandler(TaskHandler):
             end_s=fields.number(body, "end_s", reason="bad_segment"),
             target_face=fields.face_id(body, "target_face"),
             source_face=fields.face_id(body, "source_face"))
-        self.reply({"status": 0, "task_id": task_id})
+        task = await self.ctx.tasks.get(user, task_id)
+        self.reply({"status": 0, "task_id": task_id, "warnings": task.get("warnings") or []})
 
 
 class ViewTaskHandler(TaskHandler):
@@ -73,8 +74,38 @@ class ViewTaskHandler(TaskHandler):
 
 
 class TaskListHandler(TaskHandler):
+    """Newest first; ``?limit=&before=<task_id>`` pages (no parameters: the newest 200)."""
+
     async def get(self) -> None:
-        self.reply({"status": 0, "tasks": await self.ctx.tasks.list(self.require_user())})
+        user = self.require_user()
+        args = {k: self.get_query_argument(k) for k in ("limit", "before")
+                if self.get_query_argument(k, None) not in (None, "")}
+        limit = fields.integer(args, "limit", required=False, default=0, minimum=1,
+                               maximum=200) or None
+        before = fields.text(args, "before", required=False, max_len=64) or None
+        tasks = await self.ctx.tasks.list(user, limit, before)
+        reply: dict[str, Any] = {"status": 0, "tasks": tasks}
+        if limit is not None:  # where the next page starts, if there may be one
+            reply["next_before"] = tasks[-1]["task_id"] if len(tasks) == limit else None
+        self.reply(reply)
+
+
+class DeleteTaskHandler(TaskHandler):
+    async def post(self) -> None:
+        body = self.body()
+        await self.ctx.tasks.delete(self.require_user(), fields.text(body, "task_id", max_len=64))
+        self.reply({"status": 0})
+
+
+class RetryTaskHandler(TaskHandler):
+    async def post(self) -> None:
+        body = self.body()
+        user = self.require_user()
+        swapname = fields.text(body, "swapname", required=False, max_len=64) or None
+        task_id = await self.ctx.tasks.retry(user, fields.text(body, "task_id", max_len=64),
+                                             swapname)
+        task = await self.ctx.tasks.get(user, task_id)
+        self.reply({"status": 0, "task_id": task_id, "warnings": task.get("warnings") or []})
 
 
 class CancelTaskHandler(TaskHandler):

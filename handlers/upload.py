@@ -25,6 +25,7 @@ from streaming_form_data.targets import BaseTarget, ValueTarget
 
 from handlers.base import BaseHandler
 from services import ServiceError
+from services.files import file_warnings, thumbnail_url
 from services.uploads import check_kind
 
 WRITE_BATCH = 1024 * 1024  #: bytes collected before one write on a worker thread
@@ -199,6 +200,7 @@ class UploadHandler(StreamingBodyHandler):
 
     parser: StreamingFormDataParser | None = None
     target: TempFileTarget | None = None
+    stream: Any = None
 
     async def prepare(self) -> None:
         await super().prepare()
@@ -206,6 +208,9 @@ class UploadHandler(StreamingBodyHandler):
             return
         user = self.require_user()
         self.start_body(self.ctx.uploads.max_bytes(user) + MULTIPART_OVERHEAD)
+        declared = self.request.headers.get("Content-Length")
+        self.stream = await self.ctx.uploads.open_stream(user, int(declared) if declared
+                                                         else None)
         try:
             self.parser = StreamingFormDataParser(self.request.headers)
             self.guard = PartHeaderGuard(parse_content_boundary(self.request.headers))
@@ -217,6 +222,11 @@ class UploadHandler(StreamingBodyHandler):
         self.target = TempFileTarget(self.ctx.media.temp_path())
         self.parser.register("file", self.target)
         self.tail = b""
+
+    def count(self, chunk: bytes) -> None:
+        super().count(chunk)
+        if self.stream is not None:  # the storage quota, with the user's other uploads
+            self.ctx.uploads.grow(self.stream, len(chunk))
 
     def consume(self, chunk: bytes) -> None:
         if self.parser is None:
@@ -241,26 +251,23 @@ class UploadHandler(StreamingBodyHandler):
         if values["username"] and values["username"] != user.username:
             raise ServiceError("username does not match the logged-in user", 403)
         kind = check_kind(values["filetype"])
+        self.ctx.uploads.close_stream(self.stream)  # from here the exact check in accept
         record = await self.ctx.uploads.accept(user, kind, self.target.path,
                                                self.target.multipart_filename or "",
                                                transfer_seconds)
         self.reply({"status": 0, "filepath": record["filepath"], "upload": _public(record),
-                    "warnings": photo_warnings(record)})
+                    "warnings": file_warnings(record)})
 
     def cleanup(self) -> None:
         if self.target is not None:
             self.target.discard()
+        if self.stream is not None:
+            self.ctx.uploads.close_stream(self.stream)
 
 
 def _public(record: dict[str, Any]) -> dict[str, Any]:
-    return {key: record.get(key) for key in ("kind", "size", "width", "height", "duration",
-                                             "faces")}
-
-
-def photo_warnings(record: dict[str, Any]) -> list[dict[str, Any]]:
-    """What the photo check found that works but will disappoint (API ``warnings``)."""
-    check = record.get("photo_check") or {}
-    return list(check.get("warnings") or [])
+    return {**{key: record.get(key) for key in ("kind", "size", "width", "height", "duration",
+                                                "faces")}, "thumbnail": thumbnail_url(record)}
 
 
 def _disk_error(exc: OSError) -> ServiceError:
@@ -418,7 +425,8 @@ class TusHandler(StreamingBodyHandler):
         since_creation = (dt.datetime.now(dt.UTC) - self.upload["created"]).total_seconds()
         try:
             record = await self.ctx.uploads.accept(user, self.upload["metadata"]["filetype"],
-                                                   self.part, name, since_creation)
+                                                   self.part, name, since_creation,
+                                                   tus_id=upload_id)
         except ServiceError:
             await self.ctx.repos.uploads.tus_delete(upload_id)
             raise

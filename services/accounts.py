@@ -6,13 +6,13 @@ import asyncio
 import datetime as dt
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import bcrypt
 
-from conf import ADMIN, FREE, USERTYPES, Settings
+from conf import ADMIN, FREE, USERTYPES, Limits, Settings, limits_for
 from services import ServiceError
 from services.throttle import LoginThrottle
 from storage import DuplicateUser, Repositories
@@ -81,10 +81,19 @@ def check_password(password: str) -> str:
     return password
 
 
+#: Removes everything of one user (``user_id``, ``username``) kept by another service.
+Purger = Callable[[int, str], Awaitable[None]]
+
+
 class AccountService:
-    def __init__(self, repos: Repositories, settings: Settings) -> None:
+    def __init__(self, repos: Repositories, settings: Settings,
+                 limits: Callable[[int], Limits] = limits_for) -> None:
         self.repos = repos
         self.settings = settings
+        self.limits = limits
+        #: Run in order when an account is deleted (the context registers the task
+        #: service first, so running tasks stop before their files go).
+        self.purgers: list[Purger] = []
         # A real hash to compare against when the user does not exist, so that an
         # unknown name costs as much time as a wrong password (no user enumeration).
         self._dummy_hash = bcrypt.hashpw(b"dummy-password", bcrypt.gensalt(4))
@@ -200,8 +209,53 @@ class AccountService:
 
     async def list_customers(self, caller: User, pagenum: int, pagesize: int,
                              keywords: str) -> tuple[list[dict[str, Any]], int]:
+        """One page of users, each with what the admin page shows: ``disabled``,
+        ``usage_bytes``, ``quota_bytes``, ``tasks`` and ``active_tasks``."""
         require_admin(caller)
-        return await self.repos.users.page(pagenum, pagesize, keywords)
+        rows, total = await self.repos.users.page(pagenum, pagesize, keywords)
+        ids = [int(row["id"]) for row in rows]
+        usage = await self.repos.uploads.usage(ids)
+        counts = await self.repos.tasks.counts(ids)
+        for row in rows:
+            uid = int(row["id"])
+            row.update(disabled=bool(row.get("disabled")), usage_bytes=usage.get(uid, 0),
+                       quota_bytes=self.limits(int(row["usertype"])).storage_bytes,
+                       tasks=counts.get(uid, {}).get("total", 0),
+                       active_tasks=counts.get(uid, {}).get("active", 0))
+        return rows, total
+
+    async def delete_account(self, caller: User, password: str) -> None:
+        """The caller deletes their own account, confirmed by their password."""
+        doc = await self.repos.users.by_id(caller.id)
+        if doc is None:
+            raise ServiceError("no such user", 404)
+        ok = len(password.encode()) <= PASSWORD_MAX_BYTES and \
+            await self._verify(password, doc["password_hash"].encode())
+        if not ok:
+            raise ServiceError("the password is wrong", 403, "wrong_password")
+        await self._delete(doc)
+
+    async def delete_customer(self, caller: User, user_id: int) -> None:
+        """An administrator deletes a user and everything the user has."""
+        require_admin(caller)
+        if user_id == caller.id:
+            raise ServiceError("administrators cannot delete themselves here; use "
+                               "delete_account", 409, "conflict")
+        doc = await self.repos.users.by_id(user_id)
+        if doc is None:
+            raise ServiceError(f"no user with id {user_id}", 404)
+        await self._delete(doc)
+
+    async def _delete(self, doc: dict[str, Any]) -> None:
+        """Disable first (no new session or request gets through), end the sessions,
+        let every service remove its part, then remove the user."""
+        user_id, username = int(doc["id"]), doc["username"]
+        await self.repos.users.set_disabled(user_id, True)
+        await self.repos.sessions.delete_for_user(user_id)
+        self._end_sessions("account deleted", user_id=user_id)
+        for purge in self.purgers:
+            await purge(user_id, username)
+        await self.repos.users.delete(user_id)
 
     async def modify_type(self, caller: User, user_id: int, newtype: int) -> None:
         require_admin(caller)

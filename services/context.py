@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 
 from motor.motor_asyncio import AsyncIOMotorDatabase
 
-from conf import Settings
+from conf import Limits, Settings, limits_for
 from engine.dispatch import Dispatcher
 from services.accounts import AccountService
 from services.faces import FaceService
+from services.files import FileService
 from services.metrics import Metrics
 from services.preview import PreviewService
 from services.tasks import TaskService
@@ -29,6 +30,7 @@ class AppContext:
     media: MediaStore
     uploads: UploadService
     tasks: TaskService
+    files: FileService
     metrics: Metrics
     faces: FaceService
     previews: PreviewService
@@ -41,13 +43,26 @@ class AppContext:
         repos = Repositories.over(db)
         media = MediaStore(settings.data_path)
         metrics = Metrics()
-        uploads = UploadService(repos, media, settings, metrics)
+        uploads = UploadService(repos, media, settings, metrics, limits=limits_for)
         faces = FaceService(repos, media, settings)
-        tasks = TaskService(repos, media, dispatcher, uploads, metrics, faces)
-        return cls(settings=settings, repos=repos, accounts=AccountService(repos, settings),
-                   media=media, uploads=uploads, tasks=tasks, metrics=metrics, faces=faces,
-                   previews=PreviewService(repos, media, settings, tasks),
-                   db_process_alive=db_process_alive)
+        tasks = TaskService(repos, media, dispatcher, uploads, metrics, faces,
+                            limits=limits_for)
+        accounts = AccountService(repos, settings, limits=limits_for)
+        previews = PreviewService(repos, media, settings, tasks)
+        # an account's deletion: its tasks stop first, then what is kept of its files
+        # (faces, previews), then the files themselves
+        accounts.purgers = [lambda uid, _name: tasks.purge_owner(uid),
+                            lambda uid, _name: faces.forget_owner(uid),
+                            lambda uid, _name: previews.forget_owner(uid),
+                            uploads.purge_owner]
+        return cls(settings=settings, repos=repos, accounts=accounts,
+                   media=media, uploads=uploads, tasks=tasks,
+                   files=FileService(repos, media, uploads, tasks, faces), metrics=metrics,
+                   faces=faces, previews=previews, db_process_alive=db_process_alive)
+
+    def limits(self, usertype: int) -> Limits:
+        """The conf/ limits of ``usertype`` (the one way services and handlers get them)."""
+        return limits_for(usertype)
 
     async def start_workers(self) -> None:
         """Start the interactive engine processes now, models loaded (server start-up)."""

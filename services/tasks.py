@@ -14,9 +14,11 @@ it goes to subscribers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import math
+import os
 import re
 import secrets
 import shutil
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import engine
-from conf import limits_for
+from conf import Limits, limits_for
 from engine.dispatch import Dispatcher, Job, JobFailed
 from engine.probe import probe_isolated
 from services import ServiceError
@@ -39,7 +41,6 @@ from storage import DatabaseError, MediaStore, OutputTaken, PathRefused, Reposit
 log = logging.getLogger(__name__)
 
 DB_WRITE_INTERVAL = 2.0
-MAX_ACTIVE_PER_USER = 20  #: queued + running tasks one user may have at once
 QUALITIES = ("fast", "balanced", "high")
 MAX_FACE_PHOTOS = 10  #: photos of one person a face may be made of (engine.library)
 MAX_FACE_VIDEO_SECONDS = 30.0  #: length of a face video (engine.library)
@@ -49,6 +50,14 @@ SWAPNAME_RE = re.compile(r"(?!.*\.\.)[A-Za-z0-9_\-\u3400-\u4dbf\u4e00-\u9fff]"
                          r"(?:[A-Za-z0-9_.\-\u3400-\u4dbf\u4e00-\u9fff]{0,62}"
                          r"[A-Za-z0-9_\-\u3400-\u4dbf\u4e00-\u9fff])?")
 FINISHED_TEXT = "转换结束"  # the seed's "conversion finished", which old clients look for
+#: States after which a task may be run again with the same inputs (retry_task).
+RETRYABLE = ("finished", "failed", "cancelled", "expired", "deleted")
+#: What a retry copies from the task besides its inputs: every option of faceswap, and
+#: the chosen people as the task keeps them (face ids, descriptor, box).
+RETRY_OPTIONS = ("many_faces", "keep_mouth", "quality", "start_s", "end_s")
+RETRY_CHOSEN = ("target_face", "target", "source_face", "source_box")
+#: Longest page of GET /video/tasks (also the length of the old, unpaged list).
+PAGE_MAX = 200
 
 Subscriber = Callable[[dict[str, Any]], None]
 
@@ -63,7 +72,7 @@ def public_view(task: dict[str, Any]) -> dict[str, Any]:
     state = task["state"]
     if state == "finished":
         view.update(status=1, progress=FINISHED_TEXT, filepath=task["filepath"])
-    elif state in ("failed", "cancelled", "expired"):
+    elif state in ("failed", "cancelled", "expired", "deleted"):
         view.update(status=2, progress=task.get("error") or f"the task was {state}")
         if task.get("error_code"):  # the engine's refusal, e.g. faces_not_same_person
             view["code"] = task["error_code"]
@@ -105,6 +114,33 @@ def _frame_budget(video: dict[str, Any], seconds: float,
     if duration <= seconds:
         return int(frames)
     return max(1, int(frames * seconds / duration))
+
+
+def downscale_warning(width: int | None, height: int | None, out_width: int | None,
+                      out_height: int | None, max_height: int) -> dict[str, Any] | None:
+    """``output_downscaled`` when the output is smaller than the input, with both sizes
+    and the reason (the usertype's ``output_height``)."""
+    if not (width and height and out_height) or out_height >= height:
+        return None
+    return {"code": "output_downscaled",
+            "msg": f"the output is {out_width}x{out_height} instead of {width}x{height}: "
+                   f"your account's output limit is {max_height} pixels high",
+            "width": out_width, "height": out_height, "input_width": width,
+            "input_height": height, "reason": "usertype_output_height",
+            "max_height": max_height}
+
+
+def expected_size(width: int | None, height: int | None, max_height: int
+                  ) -> tuple[int | None, int | None]:
+    """The output size the engine's reader scales to (engine.decode: even sizes)."""
+    if not (width and height) or height <= max_height:
+        return width, height
+    out_h = max(2, max_height // 2 * 2)
+    return max(2, int(round(width * out_h / height / 2.0)) * 2), out_h
+
+
+NO_FACE_WARNING = {"code": "no_face_in_video",
+                   "msg": "no face was found in the video: the output is the input unchanged"}
 
 
 #: How far past the probed duration ``end_s`` may be (the page rounds times it shows).
@@ -155,8 +191,10 @@ def _event(event: str, task: dict[str, Any], level: int = logging.INFO,
 class TaskService:
     def __init__(self, repos: Repositories, media: MediaStore, dispatcher: Dispatcher,
                  uploads: UploadService | None = None, metrics: Metrics | None = None,
-                 faces: FaceService | None = None) -> None:
+                 faces: FaceService | None = None,
+                 limits: Callable[[int], Limits] = limits_for) -> None:
         self.repos = repos
+        self.limits = limits  #: usertype → its conf/ limits (from the context)
         #: The kept people of files (``target_face`` / ``source_face``); None: refused.
         self.faces = faces
         self.uploads = uploads or UploadService(repos, media)
@@ -195,7 +233,7 @@ class TaskService:
         cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=retention_days)
         tasks = await self.repos.tasks.finished_before(cutoff)
         for task in tasks:
-            self.media.remove(task["filepath"])
+            await self._remove_result(task)
             await self._release(task)
             await self.repos.tasks.update(task["task_id"], {
                 "state": "expired", "error": "the result was deleted after the retention period"})
@@ -212,7 +250,8 @@ class TaskService:
                      swapname: str, *, many_faces: bool = False, keep_mouth: bool = False,
                      quality: str = "balanced", start_s: float | None = None,
                      end_s: float | None = None, target_face: str | None = None,
-                     source_face: str | None = None) -> str:
+                     source_face: str | None = None,
+                     chosen: dict[str, Any] | None = None) -> str:
         """Queue a swap; ``imagepath`` is one photo, a list of up to
         :data:`MAX_FACE_PHOTOS` photos of one person, or one face video (see
         :meth:`_own_face`); ``videopath`` may name a video or a photo (the result is then
@@ -227,7 +266,7 @@ class TaskService:
         photos, face_video = await self._own_face(user, imagepath)
         video = await self._own_upload(user, videopath, "video", ("video", "image"))
         kind = video["kind"]
-        limits = limits_for(user.usertype)
+        limits = self.limits(user.usertype)
         segment = None
         if kind == "image":
             if start_s is not None or end_s is not None:
@@ -260,9 +299,12 @@ class TaskService:
         if self.media.exists(filepath) or await self.repos.tasks.output_taken(filepath):
             raise ServiceError(f"an output named {swapname}{ext} already exists", 409,
                                "name_taken")
-        if len(await self.repos.tasks.active_for_owner(user.id)) >= MAX_ACTIVE_PER_USER:
+        if len(await self.repos.tasks.active_for_owner(user.id)) >= limits.unfinished_tasks:
             raise ServiceError("too many unfinished tasks; wait for some to finish", 429,
                                "too_many_tasks")
+        if await self.uploads.usage(user.id) >= self.uploads.quota(user):
+            raise ServiceError("your storage quota is full; delete some files first", 413,
+                               "over_quota")
         if source_face is not None and (face_video is not None or len(photos) != 1):
             raise ServiceError("source_face chooses a person of one photo; give imagepath as "
                                "that photo", 400, "bad_face_id")
@@ -272,11 +314,13 @@ class TaskService:
             if check is None:  # an upload recorded before photos were checked at upload
                 check = await self._check_photo(user, image["path"])
             checks.append(check)
-        chosen = await self.chosen_faces(user, imagepath, videopath, target_face, source_face)
+        # ``chosen``: a retry's people, as its task stored them (the faces may be forgotten)
+        chosen = dict(chosen) if chosen is not None else \
+            await self.chosen_faces(user, imagepath, videopath, target_face, source_face)
         # Judged by the bounded probe process, never in the server. Of several photos,
         # a hopeless one is left out by the engine (and said so); all hopeless: refused.
         # A chosen person of a group photo is judged by the engine itself.
-        if checks and source_face is None and not any(c["ok"] for c in checks):
+        if checks and "source_face" not in chosen and not any(c["ok"] for c in checks):
             raise ServiceError(checks[0]["msg"], 400, checks[0]["code"])
         check = checks[0] if len(checks) == 1 else {"warnings": []}
         task = {"task_id": secrets.token_hex(8), "owner_id": user.id,
@@ -289,7 +333,18 @@ class TaskService:
                 "max_frames": _frame_budget(video, limits.video_seconds, segment)
                 if kind == "video" else None,
                 "kind": kind, "start_s": start_s, "end_s": end_s,
-                "warnings": check.get("warnings") or [], **chosen}
+                "input_width": video.get("width"), "input_height": video.get("height"),
+                "input_duration": (segment[1] - segment[0]) if segment else
+                (min(video.get("duration") or 0, limits.video_seconds) or None),
+                "warnings": list(check.get("warnings") or []), **chosen}
+        # known now, from the upload's probe: said at once, confirmed when it is done
+        # (a photo target keeps its size)
+        scaled = downscale_warning(video.get("width"), video.get("height"),
+                                   *expected_size(video.get("width"), video.get("height"),
+                                                  limits.output_height), limits.output_height
+                                   ) if kind == "video" else None
+        if scaled is not None:
+            task["warnings"].append(scaled)
         try:
             await self.repos.tasks.create(dict(task))
         except OutputTaken:
@@ -394,9 +449,128 @@ class TaskService:
     async def view(self, user: User, task_id: str) -> dict[str, Any]:
         return public_view(await self.get(user, task_id))
 
-    async def list(self, user: User) -> list[dict[str, Any]]:
-        tasks = await self.repos.tasks.for_owner(user.id)
+    async def list(self, user: User, limit: int | None = None, before: str | None = None
+                   ) -> list[dict[str, Any]]:
+        """Newest first: ``limit`` of them (at most :data:`PAGE_MAX`, the default), older
+        than the task ``before`` (one of the caller's: else 404)."""
+        after = None
+        if before is not None:
+            after = await self.repos.tasks.get(before)
+            if after is None or after["owner_id"] != user.id:
+                raise ServiceError("before: no such task", 404)
+        tasks = await self.repos.tasks.for_owner(user.id, min(limit or PAGE_MAX, PAGE_MAX),
+                                                 after)
         return [listing_view(self.live.get(t["task_id"], t)) for t in tasks]
+
+    async def retry(self, user: User, task_id: str, swapname: str | None = None) -> str:
+        """The same inputs and options again, as a new task. Without ``swapname`` the old
+        name is used if it is free, else the first free ``<name>-2``, ``-3``, ..."""
+        task = await self.get(user, task_id)
+        if task["state"] not in RETRYABLE:
+            raise ServiceError(f"the task is {task['state']}; only an ended task can be "
+                               f"retried", 409, "task_active")
+        owner = await self._owner(task)
+        if swapname is None:
+            swapname = await self._free_name(owner, task["swapname"],
+                                             os.path.splitext(task["filepath"])[1] or ".mp4")
+        return await self.create(owner, task["imagepath"], task["videopath"], swapname,
+                                 **{k: task[k] for k in RETRY_OPTIONS if k in task},
+                                 chosen={k: task[k] for k in RETRY_CHOSEN
+                                         if task.get(k) is not None})
+
+    async def _owner(self, task: dict[str, Any]) -> User:
+        doc = await self.repos.users.by_id(task["owner_id"])
+        if doc is None:
+            raise ServiceError("no such task", 404)
+        return User.from_doc(doc)
+
+    async def _free_name(self, user: User, stem: str, ext: str) -> str:
+        for n in range(1, 100):
+            name = stem if n == 1 else f"{stem[:60]}-{n}"
+            filepath = f"{user.username}/{name}{ext}"
+            if not self.media.exists(filepath) and \
+                    not await self.repos.tasks.output_taken(filepath):
+                return name
+        raise ServiceError("no free output name; give a swapname", 409, "name_taken")
+
+    async def delete(self, user: User, task_id: str) -> None:
+        """Cancel the task if it has not ended, then remove it and its result (file,
+        thumbnail and record)."""
+        task = await self.get(user, task_id)
+        await self._stop(task)
+        task = await self.repos.tasks.get(task_id) or task
+        await self._remove_result(task)
+        await self.repos.tasks.delete(task_id)
+        _event("deleted", task, by=user.username)
+        self._notify({**task, "state": "deleted", "error": "the task was deleted"})
+
+    async def _stop(self, task: dict[str, Any], timeout: float = 15.0) -> None:
+        """Cancel a queued or running task and wait until it has ended."""
+        task_id = task["task_id"]
+        if task_id in self.queue:
+            self.queue.remove(task_id)
+            await self._finish(task, "cancelled", error="the task was cancelled")
+            return
+        running = self.running.get(task_id)
+        if running is None:
+            return
+        if task["state"] in ("queued", "running"):
+            self.dispatcher.cancel(task_id)
+        # also when it is just finishing (its result being recorded): wait for the end
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(running), timeout)
+
+    async def _remove_result(self, task: dict[str, Any]) -> None:
+        filepath = task.get("filepath")
+        if not filepath:
+            return
+        record = await self.repos.uploads.get(filepath)
+        if record is not None and (record.get("origin") != "result"
+                                   or record.get("task_id") != task["task_id"]):
+            return  # the name is another file now (a later task's result)
+        if record is not None or task.get("state") == "finished":
+            await self.repos.uploads.delete(filepath)
+            self.media.remove(filepath)
+            self.media.remove_thumb(filepath)
+
+    async def result_deleted(self, task_id: str) -> None:
+        """The result of ``task_id`` was deleted by its owner: the task says so, and its
+        output name is free again."""
+        task = await self.repos.tasks.get(task_id)
+        if task is None or task["state"] != "finished":
+            return
+        await self._release(task)
+        await self.repos.tasks.update(task_id, {"state": "deleted",
+                                                "error": "the result was deleted"})
+        task.update(state="deleted", error="the result was deleted")
+        _event("result_deleted", task)
+        self._notify(task)
+
+    async def purge_owner(self, owner_id: int) -> None:
+        """Account deletion: stop the owner's tasks, then remove them all (their result
+        files go with the owner's folders)."""
+        for task in [t for t in self.live.values() if t["owner_id"] == owner_id]:
+            await self._stop(task)
+        await self.repos.tasks.delete_for_owner(owner_id)
+
+    async def backfill_results(self) -> int:
+        """Results made before the file list had no record: record them (once, at start)
+        so that they are listed, counted against the quota and can be deleted."""
+        added = 0
+        for task in await self.repos.tasks.finished_before(dt.datetime.now(dt.UTC)):
+            filepath = task["filepath"]
+            if await self.repos.uploads.get(filepath) is not None:
+                continue
+            try:
+                size = (self.media.root / filepath).stat().st_size
+            except (OSError, PathRefused):
+                continue
+            with contextlib.suppress(Exception):
+                await self.repos.uploads.record(task["owner_id"], filepath,
+                                                task.get("kind") or "video", size, {},
+                                                origin="result", task_id=task["task_id"])
+                added += 1
+        return added
 
     def snapshot(self, owner_id: int) -> list[dict[str, Any]]:
         return [public_view(t) for t in self.live.values() if t["owner_id"] == owner_id]
@@ -444,7 +618,7 @@ class TaskService:
                 return
             task = self.live[task_id]
             owner = task["owner_id"]
-            if per_owner.get(owner, 0) >= limits_for(task["usertype"]).concurrent_tasks:
+            if per_owner.get(owner, 0) >= self.limits(task["usertype"]).concurrent_tasks:
                 continue
             per_owner[owner] = per_owner.get(owner, 0) + 1
             self.queue.remove(task_id)
@@ -485,7 +659,7 @@ class TaskService:
                       many_faces=task["many_faces"], keep_mouth=task["keep_mouth"],
                       quality=task["quality"],
                       # a photo keeps its size (its pixels were bounded at upload)
-                      max_height=limits_for(task["usertype"]).output_height
+                      max_height=self.limits(task["usertype"]).output_height
                       if kind == "video" else None,
                       max_frames=task.get("max_frames"), target_kind=kind,
                       start_s=task.get("start_s"), end_s=task.get("end_s"),
@@ -526,6 +700,11 @@ class TaskService:
 
     async def _finish(self, task: dict[str, Any], state: str, *, error: str | None = None,
                       result: dict[str, Any] | None = None) -> None:
+        if state == "finished":  # the result is one of the owner's files before it is done
+            task.update(output_width=result.get("width"), output_height=result.get("height"),
+                        frames_done=result.get("frames"))
+            task["warnings"] = self._result_warnings(task, result)
+            await self._record_result(task)
         task.update(state=state, error=error, finished=dt.datetime.now(dt.UTC), eta_s=None)
         ran = (task["finished"] - task["started"]).total_seconds() \
             if isinstance(task.get("started"), dt.datetime) else None
@@ -552,10 +731,48 @@ class TaskService:
         fields = {key: task.get(key) for key in ("state", "error", "error_code", "warnings",
                                                  "finished", "percent",
                                                  "frames_done", "frames_total", "fps",
-                                                 "eta_s", "swapped_frames")}
+                                                 "eta_s", "swapped_frames",
+                                                 "output_width", "output_height")}
         await self._save(task, fields, final=True)
         self._last_write.pop(task["task_id"], None)
         self._notify(task)
+
+    def _result_warnings(self, task: dict[str, Any], result: dict[str, Any]
+                         ) -> list[dict[str, Any]]:
+        """The task's warnings once the engine has reported: the photo's, then
+        ``no_face_in_video`` (no frame swapped) and ``output_downscaled`` as measured."""
+        warnings = [w for w in task.get("warnings") or []
+                    if w.get("code") not in ("output_downscaled", NO_FACE_WARNING["code"])]
+        if (task.get("kind") or "video") != "video":
+            return warnings  # a photo target: refused without a face, kept at its size
+        if result.get("frames") and result.get("swapped_frames") == 0:
+            warnings.append(dict(NO_FACE_WARNING))
+        scaled = downscale_warning(task.get("input_width"), task.get("input_height"),
+                                   result.get("width"), result.get("height"),
+                                   self.limits(task["usertype"]).output_height)
+        if scaled is not None:
+            warnings.append(scaled)
+        return warnings
+
+    async def _record_result(self, task: dict[str, Any]) -> None:
+        """The result joins the owner's files: record, size and thumbnail (made in the
+        bounded probe child). A failure here leaves the result without a thumbnail, never
+        the task failed."""
+        filepath = task["filepath"]
+        try:
+            size = self.media.resolve(filepath, task["username"]).stat().st_size
+            owner = User(id=task["owner_id"], username=task["username"],
+                         usertype=task["usertype"])
+            thumbed = await self.uploads.run_io(self.uploads.make_thumbnail, owner, filepath)
+            await self.repos.uploads.record(
+                task["owner_id"], filepath, task.get("kind") or "video", size,
+                {"width": task.get("output_width") or task.get("input_width"),
+                 "height": task.get("output_height") or task.get("input_height"),
+                 "frames": task.get("frames_done"), "duration": task.get("input_duration")},
+                origin="result", task_id=task["task_id"], thumbnail=thumbed,
+                warnings=task.get("warnings") or [])
+        except (OSError, PathRefused, DatabaseError):
+            log.warning("could not record the result of task %s", task["task_id"])
 
     async def _release(self, task: dict[str, Any]) -> None:
         """Free the task's output name (it failed, was cancelled, or its result is gone)."""

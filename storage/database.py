@@ -48,6 +48,7 @@ async def ensure_indexes(db: AsyncIOMotorDatabase,
     await db.sessions.create_index("user_id")
     await db.uploads.create_index("filepath", unique=True)
     await db.uploads.create_index("owner_id")
+    await db.uploads.create_index([("owner_id", 1), ("created", -1)])
     await db.tasks.create_index("task_id", unique=True)
     await db.tasks.create_index([("owner_id", 1), ("created", -1)])
     await db.tasks.create_index("state")

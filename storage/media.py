@@ -1,7 +1,8 @@
 """The media folder layout and the one function that turns a client path into a file.
 
 Layout under the data dir: ``media/<username>/<stored name>`` for uploads and results,
-``tmp/`` for bytes in flight (same file system, so finishing is an atomic rename).
+``thumbs/<username>/<stored name>.jpg`` for their thumbnails, ``tmp/`` for bytes in
+flight (same file system, so finishing is an atomic rename).
 Client paths are ``<username>/<name>``; :meth:`MediaStore.resolve` refuses anything
 that could leave the user's folder: ``..``, absolute paths, encoded or doubled
 separators, hidden names, symlinks, and other users' folders.
@@ -13,6 +14,7 @@ import contextlib
 import os
 import re
 import secrets
+import shutil
 import stat
 import unicodedata
 from pathlib import Path
@@ -43,8 +45,10 @@ class MediaStore:
     def __init__(self, data_dir: Path) -> None:
         self.root = (Path(data_dir) / "media").resolve()
         self.tmp = (Path(data_dir) / "tmp").resolve()
+        self.thumbs = (Path(data_dir) / "thumbs").resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
+        self.thumbs.mkdir(parents=True, exist_ok=True)
 
     def user_dir(self, username: str) -> Path:
         if not USER_RE.match(username) or username.startswith("."):
@@ -119,3 +123,45 @@ class MediaStore:
 
     def relative(self, path: Path) -> str:
         return str(path.relative_to(self.root))
+
+    # -- thumbnails: thumbs/<username>/<stored name>.jpg, one per file -------------------
+    @staticmethod
+    def thumb_name(filepath: str) -> str:
+        """The client path of ``filepath``'s thumbnail (``alice/clip-1a2b.mp4.jpg``)."""
+        owner, name = MediaStore.split(filepath)
+        return f"{owner}/{name}.jpg"
+
+    def thumb_path(self, filepath: str) -> Path:
+        """Where the thumbnail of ``filepath`` is (or goes); creates the user's folder."""
+        owner, name = self.split(filepath)
+        if not USER_RE.match(owner) or owner.startswith("."):
+            raise PathRefused("invalid user folder", 400)
+        folder = self.thumbs / owner
+        folder.mkdir(exist_ok=True)
+        return folder / f"{name}.jpg"
+
+    def resolve_thumb(self, thumbpath: str, username: str, is_admin: bool = False) -> Path:
+        """The thumbnail behind a client path, with the same checks as :meth:`resolve`."""
+        owner, name = self.split(thumbpath)
+        if owner != username and not is_admin:
+            raise PathRefused("this file belongs to another user", 403)
+        path = self.thumbs / owner / name
+        try:
+            info = os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            raise PathRefused("no such file", 404) from None
+        if not stat.S_ISREG(info.st_mode) or path.resolve().parent != self.thumbs / owner:
+            raise PathRefused("no such file", 404)
+        return path
+
+    def remove_thumb(self, filepath: str) -> None:
+        owner, name = self.split(filepath)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.thumbs / owner / f"{name}.jpg")
+
+    def remove_user(self, username: str) -> None:
+        """Every file of ``username``: media and thumbnail folders (account deletion)."""
+        if not USER_RE.match(username) or username.startswith("."):
+            return  # a name that can have no folder (user_dir refuses it) has no files
+        for root in (self.root, self.thumbs):
+            shutil.rmtree(root / username, ignore_errors=True)

@@ -40,9 +40,40 @@ class TaskRepository:
     async def update(self, task_id: str, fields: dict[str, Any]) -> None:
         await self.tasks.update_one({"task_id": task_id}, {"$set": fields})
 
-    async def for_owner(self, owner_id: int, limit: int = 200) -> list[dict[str, Any]]:
-        cursor = self.tasks.find({"owner_id": owner_id}, {"_id": 0}).sort("created", -1)
+    async def for_owner(self, owner_id: int, limit: int = 200,
+                        before: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """The owner's tasks, newest first; ``before``: only those older than that task
+        (``created`` then ``task_id`` order, so tasks made in one millisecond page too)."""
+        query: dict[str, Any] = {"owner_id": owner_id}
+        if before is not None:
+            query["$or"] = [{"created": {"$lt": before["created"]}},
+                            {"created": before["created"],
+                             "task_id": {"$lt": before["task_id"]}}]
+        cursor = self.tasks.find(query, {"_id": 0}).sort([("created", -1), ("task_id", -1)])
         return await cursor.limit(limit).to_list(limit)
+
+    async def delete(self, task_id: str) -> None:
+        await self.tasks.delete_one({"task_id": task_id})
+
+    async def delete_for_owner(self, owner_id: int) -> None:
+        await self.tasks.delete_many({"owner_id": owner_id})
+
+    async def using(self, filepath: str) -> list[dict[str, Any]]:
+        """Queued or running tasks that read ``filepath`` (it may not be deleted)."""
+        return await self.tasks.find(
+            {"state": {"$in": list(ACTIVE)},
+             "$or": [{"imagepath": filepath}, {"videopath": filepath}]},
+            {"_id": 0, "task_id": 1}).to_list(None)
+
+    async def counts(self, owner_ids: list[int]) -> dict[int, dict[str, int]]:
+        """Per owner: ``{"total", "active"}`` task counts (the admin listing)."""
+        cursor = self.tasks.aggregate([
+            {"$match": {"owner_id": {"$in": owner_ids}}},
+            {"$group": {"_id": "$owner_id", "total": {"$sum": 1},
+                        "active": {"$sum": {"$cond": [{"$in": ["$state", list(ACTIVE)]},
+                                                      1, 0]}}}}])
+        return {int(r["_id"]): {"total": int(r["total"]), "active": int(r["active"])}
+                async for r in cursor}
 
     async def active_for_owner(self, owner_id: int) -> list[dict[str, Any]]:
         return await self.tasks.find({"owner_id": owner_id, "state": {"$in": list(ACTIVE)}},

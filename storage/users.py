@@ -13,7 +13,7 @@ from storage.database import next_id
 
 #: Fields that may leave the server; the password hash never does.
 PUBLIC_FIELDS = {"_id": 0, "id": 1, "username": 1, "usertype": 1, "phonenumber": 1,
-                 "address": 1}
+                 "address": 1, "disabled": 1}
 
 
 class DuplicateUser(Exception):
@@ -59,6 +59,9 @@ class UserRepository:
 
     async def by_id(self, user_id: int) -> dict[str, Any] | None:
         return await self.users.find_one({"id": user_id})
+
+    async def delete(self, user_id: int) -> bool:
+        return (await self.users.delete_one({"id": user_id})).deleted_count == 1
 
     async def set_usertype(self, user_id: int, usertype: int) -> bool:
         result = await self.users.update_one({"id": user_id}, {"$set": {"usertype": usertype}})

@@ -151,7 +151,10 @@ async def test_admin_lists_with_paging_and_search_without_secrets(ctx, api):
                                 token=admin)
     assert code == 200 and body["total"] == 6 and len(body["retlist"]) == 2
     assert [r["username"] for r in body["retlist"]] == ["user1", "user2"]
-    assert set(body["retlist"][0]) == {"id", "username", "usertype", "phonenumber", "address"}
+    assert set(body["retlist"][0]) == {"id", "username", "usertype", "phonenumber", "address",
+                                       "disabled", "usage_bytes", "quota_bytes", "tasks",
+                                       "active_tasks"}  # no password hash, no key
+    assert body["retlist"][0]["disabled"] is False and body["retlist"][0]["tasks"] == 0
     code, body = await api.call("GET", CUSTOMERS + "?action=list_customer&keywords=u3@",
                                 token=admin)
     assert body["total"] == 1 and body["retlist"][0]["username"] == "user3"

@@ -57,7 +57,10 @@ async def test_upload_image_and_video_are_checked_stored_and_recorded(ctx, api, 
     record = await ctx.repos.uploads.get(video["filepath"])
     assert record["owner_id"] == (await ctx.accounts.authenticate(token)).id
     assert record["size"] == len(clip) and record["width"] == 480
-    assert leftovers(ctx) == sorted(["media/" + body["filepath"], "media/" + video["filepath"]])
+    assert leftovers(ctx) == sorted(["media/" + body["filepath"], "media/" + video["filepath"],
+                                     "thumbs/" + body["filepath"] + ".jpg",
+                                     "thumbs/" + video["filepath"] + ".jpg"])
+    assert body["upload"]["thumbnail"] == f"/static/thumbs/{body['filepath']}.jpg"
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -196,7 +199,7 @@ async def test_tus_upload_resumes_and_ends_in_a_filepath(ctx, api, clip):
     filepath = urllib.parse.unquote(resp.headers["Upload-Filepath"])
     assert resp.code == 204 and filepath.startswith("alice/") and filepath.endswith(".mp4")
     assert (ctx.media.root / filepath).read_bytes() == clip
-    assert leftovers(ctx) == ["media/" + filepath]
+    assert leftovers(ctx) == ["media/" + filepath, "thumbs/" + filepath + ".jpg"]
     resp = await api.client.fetch(api.base_url + location, method="HEAD",
                                   headers=tus_headers(token))
     assert urllib.parse.unquote(resp.headers["Upload-Filepath"]) == filepath
