@@ -126,8 +126,6 @@ async function onPreview() {
   if ($("preview-btn").disabled) return;
   const at = slots.video.fileKind === "image" ? 0 : Number($("scrub").value) || 0;
   const body = { ...swapOptions(), at_s: at };
-  // The preview route takes one photo: with several, the first (the main one) shows it.
-  if (Array.isArray(body.imagepath)) body.imagepath = body.imagepath[0];
   delete body.start_s; // at_s is a moment of the whole video
   delete body.end_s;
   const seq = ++previewSeq;
