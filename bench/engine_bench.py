@@ -66,8 +66,10 @@ def transcode(src: str, dst: str) -> tuple[int, float, float]:
     return n, wall, (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
 
 
-def run_swap(image: str, video: str, out: str, quality: str, extra: list[str]) -> dict:
-    cmd = [sys.executable, "-m", "engine", "swap", "--image", image, "--video", video,
+def run_swap(image: str | None, video: str, out: str, quality: str, extra: list[str],
+             face_video: str | None = None) -> dict:
+    face = ["--face-video", face_video] if face_video else ["--image", image]
+    cmd = [sys.executable, "-m", "engine", "swap", *face, "--video", video,
            "--out", out, "--quality", quality, "--stats"] + extra
     t0 = time.monotonic()
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -195,6 +197,70 @@ def cases(data: str, quality: str) -> None:
                     looks.contact_sheet(tin, tout, found, looks.key_frames(found)))
 
 
+def face_library(data: str, face_video: str, target: str, seconds: float, quality: str,
+                 samples: int) -> None:
+    """A face video as the face against one frame of it as the photo (``--face-video``).
+
+    Same looks figures as ``--quality`` on the first ``seconds`` of ``target``, the cost
+    per frame of both runs (CPU of the whole process over the frames, and the time to
+    prepare the face), and contact sheets across the first changes of view into
+    ``artifacts/``: for each change the frame before it, and frames 1, 3 and 6 after
+    (the cross-fade is over, see engine.library.FADE_FRAMES), photo run and video run side
+    by side.
+    """
+    folder = os.path.join(ROOT, "artifacts")
+    os.makedirs(folder, exist_ok=True)
+    for old in os.listdir(folder):  # an earlier run's sheets
+        if old.startswith("library_change_"):
+            os.remove(os.path.join(folder, old))
+    fv, video = os.path.join(data, face_video), os.path.join(data, target)
+    photo = os.path.join(OUT, "face_video_frame0.png")
+    with av.open(fv) as c:
+        cv2.imwrite(photo, next(c.decode(video=0)).to_ndarray(format="bgr24"))
+    with av.open(video) as c:
+        rate = float(c.streams.video[0].average_rate or 25)
+    n = int(round(seconds * rate))
+    fin = read_frames(video, n)
+    ref = cv2.imread(photo)
+    runs = {}
+    for name, kw in (("photo", {"image": photo}), ("video", {"image": None, "face_video": fv})):
+        out = os.path.join(OUT, f"library_{name}.mp4")
+        image = kw.pop("image")
+        res = run_swap(image, video, out, quality, ["--max-frames", str(n)], **kw)
+        fout = read_frames(out)
+        found = looks.measure(fin, fout, ref, samples=samples)
+        fig = dict(found.figures)
+        fig["cpu_ms_per_frame"] = round(1000 * res["cpu"] / res["frames"], 1)
+        fig["wall_s"] = round(res["wall"], 2)
+        fig["face_prepare_s"] = res["stages"]["source"]
+        fig["swap_stage_ms_per_frame"] = round(1000 * res["stages"]["swap"] / res["frames"], 2)
+        # The run's wall time without the face's preparation, per frame.
+        fig["wall_ms_per_frame_after_face"] = round(
+            1000 * (res["wall"] - res["stages"]["source"]) / res["frames"], 1)
+        if name == "video":
+            fig["face_views"] = res.get("face_views")
+            fig["view_changes"] = res.get("view_changes")
+        fig["warnings"] = [w["code"] for w in res.get("warnings", [])]
+        runs[name] = (fout, found, res, fig)
+        print(f"  {name}: {json.dumps(fig)}")
+    (pout, pfound, _, pfig), (vout, vfound, vres, vfig) = runs["photo"], runs["video"]
+    for k, (at, view) in enumerate(vres.get("view_changes_at", [])[:4]):
+        picks = {f"before {view}": at - 1, "+1": at + 1, "+3": at + 3, "+6": at + 6}
+        picks = {lab: i for lab, i in picks.items() if 0 <= i < min(len(vout), len(pout))}
+        sheet = np.hstack([looks.contact_sheet(fin, pout, pfound, picks),
+                           np.full((600, 8, 3), 255, np.uint8)[: 2 * 300],
+                           looks.contact_sheet(fin, vout, vfound, picks)])
+        cv2.imwrite(os.path.join(folder, f"library_change_{k}_frame{at}.png"), sheet)
+    print("\nface video vs one frame of it as the photo "
+          f"({target}, first {seconds:g} s = {len(fin)} frames):")
+    for key in ("lm_err", "mar_err", "ear_corr", "id_win", "flicker", "sharp_ratio", "blotch",
+                "cpu_ms_per_frame", "swap_stage_ms_per_frame", "wall_ms_per_frame_after_face",
+                "face_prepare_s", "wall_s", "face_views", "view_changes"):
+        print(f"  {key:24s} photo {pfig.get(key)!s:>8s}   video {vfig.get(key)!s:>8s}")
+    print("  contact sheets (left: photo, right: video; top: input, bottom: output) in "
+          "artifacts/library_change_*.png")
+
+
 def _fps(runs: list[tuple[int, float]]) -> tuple[float, float]:
     """(best, median) frames per second of (frames, seconds) runs."""
     f = [n / t for n, t in runs]
@@ -214,6 +280,11 @@ def main() -> int:
                     help="only the made-up cases (a hand passing the face, photo variants)")
     ap.add_argument("--repeat", type=int, default=1,
                     help="swap runs per video; the baseline runs once more, interleaved")
+    ap.add_argument("--face-video", default=None,
+                    help="with --quality: this video (in testdata) as the face, against its "
+                         "first frame as the photo, swapped into --only's clip")
+    ap.add_argument("--seconds", type=float, default=10.0,
+                    help="with --face-video: swap the first this many seconds of the clip")
     args = ap.parse_args()
     data = testdata()
     if not os.path.isdir(data):
@@ -225,6 +296,11 @@ def main() -> int:
         return 1
     if args.cases:
         cases(data, args.engine_quality)
+        return 0
+    if args.face_video:
+        os.makedirs(OUT, exist_ok=True)
+        face_library(data, args.face_video, args.only or "talk_480sq_33s.mp4", args.seconds,
+                     args.engine_quality, args.samples)
         return 0
     image = os.path.join(data, args.image)
     videos = sorted(f for f in os.listdir(data) if f.lower().endswith(VIDEO_EXT))

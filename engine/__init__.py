@@ -26,18 +26,21 @@ __all__ = ["Cancelled", "EngineError", "TARGET_KINDS", "check_source_face", "fin
 TARGET_KINDS = ("video", "image")
 
 
-def swap_video(image_path: str, video_path: str, out_path: str, *, many_faces: bool = False,
-               keep_mouth: bool = False, quality: str = "balanced", max_height: int | None = None,
-               max_frames: int | None = None, start_s: float | None = None,
-               end_s: float | None = None,
+def swap_video(image_path: str | list[str], video_path: str, out_path: str, *,
+               many_faces: bool = False, keep_mouth: bool = False, quality: str = "balanced",
+               max_height: int | None = None, max_frames: int | None = None,
+               start_s: float | None = None, end_s: float | None = None,
+               face_video: str | None = None,
                progress: Callable[[int, int, float], None] | None = None,
                should_cancel: Callable[[], bool] | None = None,
                target: list[float] | None = None,
                source_box: list[int] | None = None) -> dict:
     """Swap the largest face of the image into the video; see :mod:`engine.pipeline`.
 
-    ``target``: the descriptor of the only person to swap, ``source_box`` the box
-    of the photo's face to use (both from :func:`find_people`).
+    ``image_path``: one photo, or a list of photos of one person; ``face_video``: a
+    short video of the person instead (:mod:`engine.library`). ``target``: the
+    descriptor of the only person to swap, ``source_box`` the box of the photo's face
+    to use (both from :func:`find_people`).
 
     Returns ``{"frames", "swapped_frames", "seconds", "fps", "width", "height"}``;
     raises :class:`EngineError` / :class:`Cancelled`. ``out_path`` is written
@@ -49,13 +52,15 @@ def swap_video(image_path: str, video_path: str, out_path: str, *, many_faces: b
 
     return run(image_path, video_path, out_path, many_faces=many_faces, keep_mouth=keep_mouth,
                quality=quality, max_height=max_height, max_frames=max_frames,
-               start_s=start_s, end_s=end_s, progress=progress, should_cancel=should_cancel,
+               start_s=start_s, end_s=end_s, face_video=face_video, progress=progress,
+               should_cancel=should_cancel,
                target=None if target is None else list(target),
                source_box=None if source_box is None else list(source_box))
 
 
-def swap_image(image_path: str, target_path: str, out_path: str, *, many_faces: bool = False,
-               keep_mouth: bool = False, quality: str = "balanced",
+def swap_image(image_path: str | list[str], target_path: str, out_path: str, *,
+               many_faces: bool = False, keep_mouth: bool = False, quality: str = "balanced",
+               face_video: str | None = None,
                progress: Callable[[int, int, float], None] | None = None,
                should_cancel: Callable[[], bool] | None = None,
                target: list[float] | None = None,
@@ -70,7 +75,8 @@ def swap_image(image_path: str, target_path: str, out_path: str, *, many_faces: 
     from .still import swap_image as run
 
     return run(image_path, target_path, out_path, many_faces=many_faces, keep_mouth=keep_mouth,
-               quality=quality, progress=progress, should_cancel=should_cancel,
+               quality=quality, face_video=face_video, progress=progress,
+               should_cancel=should_cancel,
                target=None if target is None else list(target),
                source_box=None if source_box is None else list(source_box))
 
@@ -90,7 +96,8 @@ def run_swap(job: Mapping[str, Any], *, progress: Callable[[int, int, float], No
     if kind == "image":
         return swap_image(image, target, out, many_faces=fields.get("many_faces", False),
                           keep_mouth=fields.get("keep_mouth", False),
-                          quality=fields.get("quality", "balanced"), progress=progress,
+                          quality=fields.get("quality", "balanced"),
+                          face_video=fields.get("face_video"), progress=progress,
                           should_cancel=should_cancel, target=fields.get("target"),
                           source_box=fields.get("source_box"))
     if kind != "video":

@@ -1,5 +1,8 @@
 """Command line: ``python -m engine swap --image I --video V --out O [options]``.
 
+``--image`` may be repeated (several photos of one person), or ``--face-video F``
+given instead (a short video of the person): see :mod:`engine.library`.
+
 ``--video`` may name a photo (JPEG, PNG, WebP, BMP): the result is then a photo
 (``--out`` ending in ``.jpg`` or ``.png``). ``--start``/``--end`` swap and write
 only that segment of a video.
@@ -45,7 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m engine", description="Face-swap engine")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("swap", help="swap the face of an image into a video")
-    s.add_argument("--image", required=True, help="source image (the face to put in)")
+    s.add_argument("--image", action="append", default=[],
+                   help="source image (the face to put in); repeat it (up to 10) for "
+                        "several photos of the same person")
+    s.add_argument("--face-video", default=None,
+                   help="a short video (at most 30 s) of the person instead of photos")
     s.add_argument("--video", required=True, help="target video, or a target photo")
     s.add_argument("--out", required=True,
                    help="output path: .mp4 for a video, .jpg or .png for a photo")
@@ -123,21 +130,26 @@ def _swap(args: argparse.Namespace) -> int:
         bar.refresh()
 
     stats = StageTimes() if args.stats else None
+    if bool(args.image) == bool(args.face_video):
+        bar.close()
+        print("error: give --image (repeatable) or --face-video", file=sys.stderr)
+        return 2
+    image = args.image[0] if len(args.image) == 1 else args.image
     try:
         if is_image_file(args.video):
             if args.start is not None or args.end is not None:
                 raise EngineError("--start and --end apply to a video, not to a photo")
             from .still import swap_image
 
-            result = swap_image(args.image, args.video, args.out, many_faces=args.many_faces,
+            result = swap_image(image, args.video, args.out, many_faces=args.many_faces,
                                 keep_mouth=args.keep_mouth, quality=args.quality,
-                                progress=progress)
+                                face_video=args.face_video, progress=progress)
         else:
-            result = swap_video(args.image, args.video, args.out, many_faces=args.many_faces,
+            result = swap_video(image, args.video, args.out, many_faces=args.many_faces,
                                 keep_mouth=args.keep_mouth, quality=args.quality,
                                 max_height=args.max_height, max_frames=args.max_frames,
-                                start_s=args.start, end_s=args.end, progress=progress,
-                                stats=stats)
+                                start_s=args.start, end_s=args.end,
+                                face_video=args.face_video, progress=progress, stats=stats)
     except EngineError as exc:
         bar.close()
         print(f"error: {exc}", file=sys.stderr)
@@ -150,5 +162,7 @@ def _swap(args: argparse.Namespace) -> int:
     if stats is not None:
         result["stages"] = stats.as_dict()
         result["unswapped"] = stats.unswapped
+        if hasattr(stats, "view_changes"):
+            result["view_changes_at"] = stats.view_changes
     print(json.dumps(result), flush=True)
     return 0

@@ -50,7 +50,7 @@ class Job:
     """A picklable description of one swap: paths and options only."""
 
     task_id: str
-    image_path: str
+    image_path: str | tuple[str, ...]  # one photo, or several photos of one person
     video_path: str
     out_path: str
     many_faces: bool = False
@@ -58,6 +58,7 @@ class Job:
     quality: str = "balanced"
     max_height: int | None = None
     max_frames: int | None = None
+    face_video: str | None = None  # a short video of the person instead of photos
     #: "video" (MP4 out) or "image" (a photo target: JPEG/PNG out, see engine.still)
     target_kind: str = "video"
     #: the segment to swap and output, seconds from the video's start (None: its ends)

@@ -26,7 +26,7 @@ import numpy as np
 from .errors import EngineError
 from .procs import die_with_parent
 from .source import SourceFace
-from .swap import faces_crop, swap_face, swap_faces
+from .swap import faces_crop, swap_faces, swap_one
 
 
 def available() -> bool:
@@ -60,7 +60,7 @@ class SwapHelper:
 
     def submit(self, y: np.ndarray, u: np.ndarray, v: np.ndarray, faces: list[np.ndarray],
                source: SourceFace, *, morph: float, keep_mouth: bool,
-               eye_refs: list | None = None) -> Job | None:
+               eye_refs: list | None = None, views: list | None = None) -> Job | None:
         """Start :func:`swap.swap_faces` on these planes.
 
         Returns the job to pass to :meth:`wait`, or None when the frame needs
@@ -74,22 +74,22 @@ class SwapHelper:
         h, w = crop[0].shape
         if h * w * 3 // 2 > self._slot:  # larger than the stream header said
             swap_faces(y, u, v, faces, source, morph=morph, keep_mouth=keep_mouth,
-                       eye_refs=eye_refs)
+                       eye_refs=eye_refs, views=views)
             return None
         slot = self._sent % self.depth
-        views = _views(self._buf, slot * self._slot, h, w)
-        for view, plane in zip(views, crop, strict=True):
+        bufs = _views(self._buf, slot * self._slot, h, w)
+        for view, plane in zip(bufs, crop, strict=True):
             view[...] = plane
         try:
             if not self._has_source:
                 self._conn.send(source)
                 self._has_source = True
             self._conn.send((slot, local, eye_refs or [None] * len(local), (h, w), morph,
-                             keep_mouth))
+                             keep_mouth, views or [None] * len(local)))
         except OSError as exc:
             raise _stopped() from exc
         self._sent += 1
-        return Job(crop, views)
+        return Job(crop, bufs)
 
     def wait(self, job: Job) -> None:
         """Wait for the oldest outstanding job (``job``) and copy its result into the frame."""
@@ -143,12 +143,12 @@ def _serve(conn: Connection, shared, slot_size: int, parent: int) -> None:
     try:
         source: SourceFace = conn.recv()
         while True:
-            slot, faces, refs, (h, w), morph, keep_mouth = conn.recv()
+            slot, faces, refs, (h, w), morph, keep_mouth, views = conn.recv()
             y, u, v = _views(buf, slot * slot_size, h, w)
             try:  # the crop is already the faces' union region (swap.faces_crop)
-                for pts, ref in zip(faces, refs, strict=True):
-                    swap_face(y, u, v, pts, source, morph=morph, keep_mouth=keep_mouth,
-                              eye_ref=ref)
+                for pts, ref, view in zip(faces, refs, views, strict=True):
+                    swap_one(y, u, v, pts, source, view, morph=morph, keep_mouth=keep_mouth,
+                             eye_ref=ref)
             except Exception as exc:  # noqa: BLE001 - reported to the parent as one line
                 conn.send(f"processing failed: {type(exc).__name__}: {exc}".splitlines()[0])
                 continue

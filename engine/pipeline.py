@@ -30,11 +30,11 @@ import numpy as np
 
 from .colorspace import matrix_for, yuv_to_bgr
 from .decode import VideoReader, planes
-from .encode import VideoWriter
+from .encode import FAST_SEARCH, VideoWriter
 from .errors import Cancelled, EngineError
+from .library import Choosers, FaceLibrary, load_face
 from .malloc import keep_freed_memory
 from .offload import SwapHelper, available
-from .source import load_source
 from .swap import swap_faces
 from .track import Tracker
 
@@ -43,12 +43,14 @@ QUALITIES: dict[str, dict] = {
     # measure_every: at most this many frames between landmark predictions; in between,
     # optical flow alone while the face moves little and rigidly (see FaceTrack.update).
     # levels: cascade levels of the landmark predictor (None: all 15; see models).
+    # x264: options on top of the preset (encode.FAST_SEARCH: the same fidelity as the
+    # plain preset at crf one higher, at about 40 % less x264 time; docs/engine.md).
     "fast": dict(detect_every=15, search_every=6, max_side=480, upsample=0, morph=0.0,
                  measure_every=5, levels=8,
-                 preset="veryfast", crf=17),
+                 preset="veryfast", crf=16, x264=FAST_SEARCH),
     "balanced": dict(detect_every=30, search_every=5, max_side=640, upsample=0, morph=0.5,
                      measure_every=4, levels=10,
-                     preset="veryfast", crf=15),
+                     preset="veryfast", crf=14, x264=FAST_SEARCH),
     "high": dict(detect_every=5, search_every=2, max_side=960, upsample=0, morph=0.5,
                  measure_every=1, levels=None,
                  preset="veryfast", crf=14),
@@ -130,8 +132,9 @@ def preload(quality: str = "balanced") -> None:
     models.shape_predictor(QUALITIES[quality]["levels"])
 
 
-def swap_video(image_path: str, video_path: str, out_path: str, *, many_faces: bool = False,
-               keep_mouth: bool = False, quality: str = "balanced",
+def swap_video(image_path: str | list[str], video_path: str, out_path: str, *,
+               many_faces: bool = False, keep_mouth: bool = False, quality: str = "balanced",
+               face_video: str | None = None,
                max_height: int | None = None, max_frames: int | None = None,
                start_s: float | None = None, end_s: float | None = None,
                progress: Callable[[int, int, float], None] | None = None,
@@ -140,6 +143,9 @@ def swap_video(image_path: str, video_path: str, out_path: str, *, many_faces: b
                target: list[float] | None = None,
                source_box: list[int] | None = None) -> dict:
     """Swap the face of ``image_path`` into ``video_path``, writing an MP4 to ``out_path``.
+
+    ``image_path`` may be a list of photos of one person, and ``face_video`` a
+    video of that person instead (see :mod:`engine.library`).
 
     Returns ``{"frames", "swapped_frames", "seconds", "fps", "width", "height"}``.
     Raises :class:`EngineError` (clear one-line message) or :class:`Cancelled`.
@@ -182,10 +188,10 @@ def swap_video(image_path: str, video_path: str, out_path: str, *, many_faces: b
     threads: list[_Stage] = []
     try:
         t = time.monotonic()
-        source = load_source(image_path, levels=opts["levels"], face_box=source_box)
+        source = load_face(image_path, face_video, levels=opts["levels"], face_box=source_box)
         st.source = time.monotonic() - t
         writer = VideoWriter(out_path, preset=opts["preset"], crf=opts["crf"],
-                             audio_in=reader.audio)
+                             audio_in=reader.audio, x264_params=opts.get("x264"))
         result = _run(reader, writer, source, opts, stop, threads, st, swapper,
                       many_faces=many_faces, keep_mouth=keep_mouth, progress=progress,
                       should_cancel=should_cancel, target=target)
@@ -267,7 +273,7 @@ def _run(reader: VideoReader, writer: VideoWriter, source, opts: dict, stop: thr
                 return
             if item is _END:
                 break
-            frame, pts, faces, refs = item
+            frame, pts, faces, refs, views = item
             job = None
             if faces:
                 t = time.monotonic()
@@ -275,10 +281,10 @@ def _run(reader: VideoReader, writer: VideoWriter, source, opts: dict, stop: thr
                 y, u, v = planes(frame)
                 if swapper is not None:
                     job = swapper.submit(y, u, v, faces, source, morph=opts["morph"],
-                                         keep_mouth=keep_mouth, eye_refs=refs)
+                                         keep_mouth=keep_mouth, eye_refs=refs, views=views)
                 else:
                     swap_faces(y, u, v, faces, source, morph=opts["morph"],
-                               keep_mouth=keep_mouth, eye_refs=refs)
+                               keep_mouth=keep_mouth, eye_refs=refs, views=views)
                 swapped += 1
                 st.swap += time.monotonic() - t
             pending.append((frame, pts, job))
@@ -305,6 +311,7 @@ def _run(reader: VideoReader, writer: VideoWriter, source, opts: dict, stop: thr
         th.start()
 
     tracker = make_tracker(opts, many_faces, target)
+    choosers = Choosers(source) if isinstance(source, FaceLibrary) else None
     total = reader.total
     done = 0
     matrix = None
@@ -353,7 +360,9 @@ def _run(reader: VideoReader, writer: VideoWriter, source, opts: dict, stop: thr
         if not tracks:
             st.unswapped.append(done)
         t = time.monotonic()
-        item = (frame, pts, [tr.pts.copy() for tr in tracks], [tr.eye_ref for tr in tracks])
+        views = choosers.choose(tracks, (width, height)) if choosers is not None else None
+        item = (frame, pts, [tr.pts.copy() for tr in tracks], [tr.eye_ref for tr in tracks],
+                views)
         if not _put(swap_q, item, stop, poll):
             break
         st.wait_encode += time.monotonic() - t
@@ -381,7 +390,12 @@ def _run(reader: VideoReader, writer: VideoWriter, source, opts: dict, stop: thr
         raise EngineError("the video has no decodable frames")
     if progress is not None:
         progress(done, done, done / max(time.monotonic() - t0, 1e-6))
-    return {"frames": done, "swapped_frames": swapped, "width": width, "height": height}
+    result = {"frames": done, "swapped_frames": swapped, "width": width, "height": height}
+    if choosers is not None:
+        result["face_views"] = len(source.faces)
+        result["view_changes"] = choosers.switches
+        st.view_changes = choosers.changes
+    return result
 
 
 def make_tracker(opts: dict, many_faces: bool, target: list[float] | None = None) -> Tracker:

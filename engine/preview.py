@@ -30,8 +30,9 @@ import cv2
 from .colorspace import matrix_for
 from .decode import VideoReader, planes
 from .errors import EngineError
+from .library import Choosers, FaceLibrary, load_face
 from .pipeline import QUALITIES, _describer, make_tracker
-from .source import SourceFace, load_source
+from .source import SourceFace
 from .swap import swap_faces
 
 #: Seconds of video tracked before the previewed frame.
@@ -40,20 +41,26 @@ WARMUP_S = 1.0
 SOURCE_CACHE = 4
 JPEG_QUALITY = 90
 
-_sources: OrderedDict[tuple, SourceFace] = OrderedDict()
+_sources: OrderedDict[tuple, SourceFace | FaceLibrary] = OrderedDict()
 _lock = threading.Lock()
 
 
-def _source(path: str, levels: int | None, box: list[int] | None) -> SourceFace:
-    """A fresh copy of the prepared photo (the swap changes its planes once per task)."""
-    info = os.stat(path)
-    key = (path, info.st_size, info.st_mtime_ns, levels, tuple(box) if box else None)
+def _source(image_path: str | list[str], face_video: str | None, levels: int | None,
+            box: list[int] | None) -> SourceFace | FaceLibrary:
+    """A fresh copy of the prepared face (the swap changes its planes once per task):
+    one photo, several photos or a face video, as the task's (``library.load_face``)."""
+    paths = [image_path] if isinstance(image_path, str) else list(image_path)
+    if face_video is not None:
+        paths.append(face_video)
+    stats = tuple((p, os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths)
+    key = (stats, face_video is not None, levels, tuple(box) if box else None)
     with _lock:
         cached = _sources.get(key)
         if cached is not None:
             _sources.move_to_end(key)
     if cached is None:
-        cached = load_source(path, levels=levels, face_box=box)
+        cached = load_face([] if face_video is not None else image_path, face_video,
+                           levels=levels, face_box=box)
         with _lock:
             _sources[key] = cached
             while len(_sources) > SOURCE_CACHE:
@@ -65,23 +72,27 @@ def _jpeg(frame: av.VideoFrame, path: str) -> None:
     _write(frame.to_ndarray(format="bgr24"), path)
 
 
-def preview_frame(image_path: str, video_path: str, at_s: float, *, preview_path: str,
+def preview_frame(image_path: str | list[str], video_path: str, at_s: float, *,
+                  preview_path: str,
                   original_path: str, many_faces: bool = False, keep_mouth: bool = False,
                   quality: str = "balanced", max_height: int | None = None,
                   target: list[float] | None = None, source_box: list[int] | None = None,
-                  warmup_s: float = WARMUP_S) -> dict:
+                  warmup_s: float = WARMUP_S, face_video: str | None = None) -> dict:
     """Swap the frame at ``at_s`` seconds; write it and the unswapped frame as JPEGs.
 
     Options are :func:`engine.pipeline.swap_video`'s. Returns ``{"at_s", "width",
     "height", "faces", "warnings", "seconds"}`` (``faces``: faces swapped in the
     frame; ``at_s``: the time of the frame shown). A time past the end shows the
-    last frame. Raises :class:`EngineError`.
+    last frame. ``image_path`` may be a list of photos of one person and
+    ``face_video`` a video of them (a face library: the view nearest the frame's pose
+    and expression is used, as the task's first choice there would be). Raises
+    :class:`EngineError`.
     """
     if quality not in QUALITIES:
         raise EngineError(f"unknown quality {quality!r} (use fast, balanced or high)")
     started = time.monotonic()
     opts = QUALITIES[quality]
-    source = _source(image_path, opts["levels"], source_box)
+    source = _source(image_path, face_video, opts["levels"], source_box)
     if video_path.lower().endswith(PHOTO_EXTENSIONS):
         return _photo(source, video_path, opts, preview_path, original_path, started,
                       many_faces=many_faces, keep_mouth=keep_mouth, target=target)
@@ -137,8 +148,10 @@ def preview_frame(image_path: str, video_path: str, at_s: float, *, preview_path
         if faces:
             frame.make_writable()
             y, u, v = planes(frame)
+            views = (Choosers(source).choose(tracks, (frame.width, frame.height))
+                     if isinstance(source, FaceLibrary) else None)
             swap_faces(y, u, v, faces, source, morph=opts["morph"], keep_mouth=keep_mouth,
-                       eye_refs=[tr.eye_ref for tr in tracks])
+                       eye_refs=[tr.eye_ref for tr in tracks], views=views)
         _jpeg(frame, preview_path)
     finally:
         reader.close()
@@ -161,8 +174,8 @@ def _write(bgr, path: str) -> None:
     os.replace(tmp, path)
 
 
-def _photo(source: SourceFace, path: str, opts: dict, preview_path: str, original_path: str,
-           started: float, *, many_faces: bool, keep_mouth: bool,
+def _photo(source: SourceFace | FaceLibrary, path: str, opts: dict, preview_path: str,
+           original_path: str, started: float, *, many_faces: bool, keep_mouth: bool,
            target: list[float] | None) -> dict:
     """A photo target's preview: the task's own swap of the photo (``engine.still``)."""
     from .source import read_image

@@ -309,6 +309,14 @@ def load_source(path: str, levels: int | None = None,
     report = analyse(image, faces=faces, levels=levels)
     if face_box is not None:  # the person was chosen: "the largest face is used" is untrue
         report.warnings = [w for w in report.warnings if w.code != "photo_several_faces"]
+    return prepare_source(image, report)
+
+
+def prepare_source(image: np.ndarray, report) -> SourceFace:
+    """The :class:`SourceFace` of the face ``report`` (``photo.analyse``) found in ``image``.
+
+    Shared by a single photo and by every view of a face library (``engine.library``).
+    """
     grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     pts = report.pts
     mesh = mesh_points(pts)

@@ -32,8 +32,9 @@ from .colorspace import bgr_to_yuv, yuv_to_bgr
 from .encode import LABEL
 from .errors import Cancelled, EngineError
 from .landmarks import predict_landmarks
+from .library import FaceLibrary, ViewChooser, target_features
 from .pipeline import QUALITIES
-from .source import SourceFace, find_faces, load_source, read_image
+from .source import SourceFace, find_faces, read_image
 from .swap import face_region, swap_faces
 
 #: JPEG quality of photo results: visually lossless, about 3x smaller than PNG.
@@ -53,8 +54,9 @@ def output_format(out_path: str) -> str:
     return _FORMATS[ext]
 
 
-def swap_image(image_path: str, target_path: str, out_path: str, *, many_faces: bool = False,
-               keep_mouth: bool = False, quality: str = "balanced",
+def swap_image(image_path: str | list[str], target_path: str, out_path: str, *,
+               many_faces: bool = False, keep_mouth: bool = False, quality: str = "balanced",
+               face_video: str | None = None,
                progress: Callable[[int, int, float], None] | None = None,
                should_cancel: Callable[[], bool] | None = None,
                target: list[float] | None = None,
@@ -83,7 +85,9 @@ def swap_image(image_path: str, target_path: str, out_path: str, *, many_faces: 
 
     if progress is not None:
         progress(0, 1, 0.0)
-    source = load_source(image_path, levels=opts["levels"], face_box=source_box)
+    from .library import load_face
+
+    source = load_face(image_path, face_video, levels=opts["levels"], face_box=source_box)
     check_cancel()
     picture = read_image(target_path)
     out, faces = swap_into(picture, source, many_faces=many_faces, keep_mouth=keep_mouth,
@@ -100,7 +104,7 @@ def swap_image(image_path: str, target_path: str, out_path: str, *, many_faces: 
             "warnings": list(source.warnings)}
 
 
-def swap_into(bgr: np.ndarray, source: SourceFace, *, many_faces: bool = False,
+def swap_into(bgr: np.ndarray, source: SourceFace | FaceLibrary, *, many_faces: bool = False,
               keep_mouth: bool = False, morph: float = 0.5, levels: int | None = None,
               target: list[float] | None = None) -> tuple[np.ndarray, int]:
     """``(result, faces swapped)`` for a BGR image; ``bgr`` itself is not modified.
@@ -144,7 +148,12 @@ def swap_into(bgr: np.ndarray, source: SourceFace, *, many_faces: bool = False,
     y_in, u_in, v_in = y.copy(), u.copy(), v.copy()
     source.to_yuv(MATRIX)
     off = np.array([x0, y0], np.float32)
-    swap_faces(y, u, v, [p - off for p in targets], source, morph=morph, keep_mouth=keep_mouth)
+    views = None
+    if isinstance(source, FaceLibrary):  # several photos or a face video: the nearest view
+        views = [ViewChooser(source.feats).choose(target_features(p, (pw, ph), None))
+                 for p in targets]
+    swap_faces(y, u, v, [p - off for p in targets], source, morph=morph, keep_mouth=keep_mouth,
+               views=views)
     changed = (y != y_in) | _up(((u != u_in) | (v != v_in)).astype(np.uint8), y.shape) > 0
     out = padded.copy() if padded is not bgr else bgr.copy()
     if changed.any():

@@ -118,17 +118,31 @@ def faces_crop(y: np.ndarray, u: np.ndarray, v: np.ndarray, faces: list[np.ndarr
 
 
 def swap_faces(y: np.ndarray, u: np.ndarray, v: np.ndarray, faces: list[np.ndarray],
-               src: SourceFace, *, morph: float, keep_mouth: bool,
-               eye_refs: list | None = None) -> None:
+               src, *, morph: float, keep_mouth: bool,
+               eye_refs: list | None = None, views: list | None = None) -> None:
     """:func:`swap_face` for every face, inside the crop :func:`faces_crop` chooses.
 
-    ``eye_refs``: per face, its ``eye_ref`` (see :func:`swap_face`).
+    ``eye_refs``: per face, its ``eye_ref`` (see :func:`swap_face`). ``src`` is a
+    SourceFace, or a ``library.FaceLibrary`` with ``views`` the choice per face.
     """
     found = faces_crop(y, u, v, faces)
     if found is not None:
         refs = eye_refs or [None] * len(faces)
-        for pts, ref in zip(found[1], refs, strict=True):
-            swap_face(*found[0], pts, src, morph=morph, keep_mouth=keep_mouth, eye_ref=ref)
+        for pts, ref, view in zip(found[1], refs, views or [None] * len(faces), strict=True):
+            swap_one(*found[0], pts, src, view, morph=morph, keep_mouth=keep_mouth, eye_ref=ref)
+
+
+def swap_one(y: np.ndarray, u: np.ndarray, v: np.ndarray, target: np.ndarray, src,
+             view, *, morph: float, keep_mouth: bool,
+             eye_ref: tuple[float, float] | None = None) -> None:
+    """:func:`swap_face` of a photo (``view`` None) or of a library's chosen views."""
+    if view is None:
+        swap_face(y, u, v, target, src, morph=morph, keep_mouth=keep_mouth, eye_ref=eye_ref)
+    else:
+        from .library import swap_views
+
+        swap_views(y, u, v, target, src, view, morph=morph, keep_mouth=keep_mouth,
+                   eye_ref=eye_ref)
 
 
 def _keep(src: SourceFace, maps: warp.Maps, hidden) -> np.ndarray:

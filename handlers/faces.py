@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from handlers import fields
-from handlers.tasks import TaskHandler
+from handlers.tasks import TaskHandler, face_field
 from services import ServiceError
 
 
@@ -23,7 +23,7 @@ class PreviewHandler(TaskHandler):
         if at_s is None:
             raise ServiceError("missing field 'at_s'")
         result = await self.ctx.previews.make(
-            user, fields.text(body, "imagepath", max_len=200),
+            user, face_field(body),
             fields.text(body, "videopath", max_len=200), at_s,
             many_faces=fields.boolean(body, "many_faces"),
             keep_mouth=fields.boolean(body, "keep_mouth"),

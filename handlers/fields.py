@@ -72,6 +72,17 @@ def obj(data: dict[str, Any], name: str) -> dict[str, Any]:
     return value
 
 
+def texts(data: dict[str, Any], name: str, *, max_items: int, max_len: int = 256) -> list[str]:
+    """A list of strings (each checked as :func:`text`); a wrong type or size is a 400."""
+    value = data.get(name)
+    if not isinstance(value, list):
+        raise ServiceError(f"field '{name}' must be a list of strings")
+    if len(value) > max_items:
+        raise ServiceError(f"field '{name}' has more than {max_items} items", 400,
+                           "too_many_photos")
+    return [text({name: v}, name, max_len=max_len) for v in value]
+
+
 def number(data: dict[str, Any], name: str, *, reason: str = "bad_request") -> float | None:
     """An optional finite number (JSON number or decimal string); None when absent.
 

@@ -13,6 +13,7 @@ from handlers import fields
 from handlers.base import BaseHandler
 from services import ServiceError
 from services.accounts import User
+from services.tasks import MAX_FACE_PHOTOS
 
 
 class TaskHandler(BaseHandler):
@@ -30,12 +31,19 @@ class TaskHandler(BaseHandler):
         return User.from_doc(doc)
 
 
+def face_field(body: dict[str, Any]) -> str | list[str]:
+    """``imagepath``: one photo, a list of photos of one person, or a face video."""
+    if isinstance(body.get("imagepath"), list):
+        return fields.texts(body, "imagepath", max_items=MAX_FACE_PHOTOS, max_len=200)
+    return fields.text(body, "imagepath", max_len=200)
+
+
 class FaceSwapHandler(TaskHandler):
     async def post(self) -> None:
         body = self.body()
         user = await self.acting_user(body)
         task_id = await self.ctx.tasks.create(
-            user, fields.text(body, "imagepath", max_len=200),
+            user, face_field(body),
             fields.text(body, "videopath", max_len=200),
             fields.text(body, "swapname", max_len=64),
             many_faces=fields.boolean(body, "many_faces"),

@@ -43,14 +43,17 @@ class PreviewService:
         self.rate = RateLimit(settings.preview_per_minute)
         self._busy: set[int] = set()
 
-    async def make(self, user: User, imagepath: str, videopath: str, at_s: float, *,
+    async def make(self, user: User, imagepath: str | list[str], videopath: str, at_s: float, *,
                    many_faces: bool = False, keep_mouth: bool = False,
                    quality: str = "balanced", target_face: Any = None,
                    source_face: Any = None) -> dict[str, Any]:
         """``{"preview", "original", "at_s", "faces", "warnings"}`` for the frame at ``at_s``."""
         if quality not in QUALITIES:
             raise ServiceError(f"quality must be one of {', '.join(QUALITIES)}")
-        image = await self.tasks.own_upload(user, imagepath, "image")
+        photos, face_video = await self.tasks.own_face(user, imagepath)
+        if source_face is not None and (face_video is not None or len(photos) != 1):
+            raise ServiceError("source_face chooses a person of one photo; give imagepath as "
+                               "that photo", 400, "bad_face_id")
         video = await self.tasks.own_upload(user, videopath, "video", ("video", "image"))
         duration = video.get("duration") or 0.0
         if video["kind"] == "image":  # a photo target: its one picture, whatever at_s
@@ -58,11 +61,14 @@ class PreviewService:
         elif at_s < 0 or (duration and at_s > duration):
             raise ServiceError(f"at_s must be between 0 and the video's length ({duration:.2f} "
                                "s)", 400, "bad_time")
-        check = image.get("photo_check")
+        checks = [p["photo_check"] for p in photos if p.get("photo_check") is not None]
         chosen = await self.tasks.chosen_faces(user, imagepath, videopath, target_face,
                                                source_face)
-        if check is not None and not check["ok"] and source_face is None:
-            raise ServiceError(check["msg"], 400, check["code"])
+        if checks and source_face is None and not any(c["ok"] for c in checks):
+            raise ServiceError(checks[0]["msg"], 400, checks[0]["code"])
+        face: str | list[str] = [str(p["path"]) for p in photos]
+        if len(face) == 1:
+            face = face[0]
         if user.id in self._busy:
             raise ServiceError("a preview of yours is being made; wait for it", 429,
                                "too_many_previews")
@@ -74,13 +80,14 @@ class PreviewService:
         try:
             try:
                 info = await self.worker.call(
-                    "engine:preview_frame", str(image["path"]), str(video["path"]), at_s,
+                    "engine:preview_frame", face, str(video["path"]), at_s,
                     timeout=self.settings.preview_timeout_s, preview_path=str(temps[0]),
                     original_path=str(temps[1]), many_faces=many_faces, keep_mouth=keep_mouth,
                     quality=quality, max_height=limits_for(user.usertype).output_height
                     if video["kind"] == "video" else None,
                     target=chosen.get("target"), source_box=chosen.get("source_box"),
-                    warmup_s=self.settings.preview_warmup_s)
+                    warmup_s=self.settings.preview_warmup_s,
+                    face_video=None if face_video is None else str(face_video["path"]))
             except WorkerTimeout:
                 raise ServiceError("the preview took too long", 503, "preview_timeout") from None
             except WorkerCrashed:

@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 DB_WRITE_INTERVAL = 2.0
 QUALITIES = ("fast", "balanced", "high")
+MAX_FACE_PHOTOS = 10  #: photos of one person a face may be made of (engine.library)
+MAX_FACE_VIDEO_SECONDS = 30.0  #: length of a face video (engine.library)
 #: The output's stem: no leading or trailing dot and no ``..`` (``abc.`` would make
 #: ``abc..mp4``, which the media store rightly refuses as a path).
 SWAPNAME_RE = re.compile(r"(?!.*\.\.)[A-Za-z0-9_\-\u3400-\u4dbf\u4e00-\u9fff]"
@@ -72,6 +74,8 @@ def public_view(task: dict[str, Any]) -> dict[str, Any]:
         view.update(status=1, progress=FINISHED_TEXT, filepath=task["filepath"])
     elif state in ("failed", "cancelled", "expired", "deleted"):
         view.update(status=2, progress=task.get("error") or f"the task was {state}")
+        if task.get("error_code"):  # the engine's refusal, e.g. faces_not_same_person
+            view["code"] = task["error_code"]
     else:
         view.update(status=0, progress=task.get("percent", 0.0))
     return view
@@ -242,22 +246,24 @@ class TaskService:
         await self.dispatcher.close()
 
     # -- requests ---------------------------------------------------------------------
-    async def create(self, user: User, imagepath: str, videopath: str, swapname: str, *,
-                     many_faces: bool = False, keep_mouth: bool = False,
+    async def create(self, user: User, imagepath: str | list[str], videopath: str,
+                     swapname: str, *, many_faces: bool = False, keep_mouth: bool = False,
                      quality: str = "balanced", start_s: float | None = None,
                      end_s: float | None = None, target_face: str | None = None,
                      source_face: str | None = None,
                      chosen: dict[str, Any] | None = None) -> str:
-        """Queue a swap; ``videopath`` may name a video or a photo (the result is then a
-        photo), ``start_s``/``end_s`` a segment of the video (the length limit applies
+        """Queue a swap; ``imagepath`` is one photo, a list of up to
+        :data:`MAX_FACE_PHOTOS` photos of one person, or one face video (see
+        :meth:`_own_face`); ``videopath`` may name a video or a photo (the result is then
+        a photo), ``start_s``/``end_s`` a segment of the video (the length limit applies
         to the segment); ``target_face`` / ``source_face`` a person of each, from
-        ``/video/faces``."""
+        ``/video/faces`` (``source_face`` only with one photo)."""
         if not SWAPNAME_RE.fullmatch(swapname):
             raise ServiceError("swapname must be 1-64 letters, digits, CJK or _ - . characters, "
                                "not starting or ending with a dot", 400, "bad_swapname")
         if quality not in QUALITIES:
             raise ServiceError(f"quality must be one of {', '.join(QUALITIES)}")
-        image = await self._own_upload(user, imagepath, "image")
+        photos, face_video = await self._own_face(user, imagepath)
         video = await self._own_upload(user, videopath, "video", ("video", "image"))
         kind = video["kind"]
         limits = self.limits(user.usertype)
@@ -281,8 +287,10 @@ class TaskService:
         # and for a user whose tier went down since
         target_limit = (limits.video_pixels, "video") if kind == "video" \
             else (limits.photo_pixels, "photo")
-        for record, limit, what in ((image, limits.photo_pixels, "photo"),
-                                    (video, *target_limit)):
+        sized = [(p, limits.photo_pixels, "photo") for p in photos]
+        if face_video is not None:
+            sized.append((face_video, limits.video_pixels, "video"))
+        for record, limit, what in (*sized, (video, *target_limit)):
             if (record.get("width") or 0) * (record.get("height") or 0) > limit:
                 raise ServiceError(f"the {what} has more pixels than your limit of "
                                    f"{limit / 1e6:.1f} megapixels", 413, f"{what}_too_large")
@@ -297,17 +305,28 @@ class TaskService:
         if await self.uploads.usage(user.id) >= self.uploads.quota(user):
             raise ServiceError("your storage quota is full; delete some files first", 413,
                                "over_quota")
-        check = image.get("photo_check")
-        if check is None:  # an upload recorded before photos were checked at upload
-            check = await self._check_photo(user, image["path"])
+        if source_face is not None and (face_video is not None or len(photos) != 1):
+            raise ServiceError("source_face chooses a person of one photo; give imagepath as "
+                               "that photo", 400, "bad_face_id")
+        checks = []
+        for image in photos:
+            check = image.get("photo_check")
+            if check is None:  # an upload recorded before photos were checked at upload
+                check = await self._check_photo(user, image["path"])
+            checks.append(check)
         # ``chosen``: a retry's people, as its task stored them (the faces may be forgotten)
         chosen = dict(chosen) if chosen is not None else \
             await self.chosen_faces(user, imagepath, videopath, target_face, source_face)
-        if not check["ok"] and "source_face" not in chosen:  # judged by the probe process
-            raise ServiceError(check["msg"], 400, check["code"])
+        # Judged by the bounded probe process, never in the server. Of several photos,
+        # a hopeless one is left out by the engine (and said so); all hopeless: refused.
+        # A chosen person of a group photo is judged by the engine itself.
+        if checks and "source_face" not in chosen and not any(c["ok"] for c in checks):
+            raise ServiceError(checks[0]["msg"], 400, checks[0]["code"])
+        check = checks[0] if len(checks) == 1 else {"warnings": []}
         task = {"task_id": secrets.token_hex(8), "owner_id": user.id,
                 "username": user.username, "usertype": user.usertype,
                 "imagepath": imagepath, "videopath": videopath, "swapname": swapname,
+                "face_video": face_video is not None,
                 "filepath": filepath, "many_faces": many_faces, "keep_mouth": keep_mouth,
                 "quality": quality, "state": "queued", "percent": 0.0, "frames_done": 0,
                 "frames_total": None, "fps": None, "eta_s": None, "error": None,
@@ -367,6 +386,11 @@ class TaskService:
         ``field``) with its ``path``: 404/403/400 otherwise (the preview's checks)."""
         return await self._own_upload(user, filepath, field, kinds)
 
+    async def own_face(self, user: User, imagepath: str | list[str]
+                       ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """The face's upload records, checked as faceswap checks them (the preview's)."""
+        return await self._own_face(user, imagepath)
+
     async def _check_photo(self, user: User, path: Path) -> dict[str, Any]:
         """The engine's verdict on a source photo, from the bounded probe process:
         dlib's detector on the server's threads crashed it when several faceswap calls
@@ -377,6 +401,28 @@ class TaskService:
         except engine.EngineError as exc:
             raise ServiceError(str(exc), 415, "not_an_image") from None
         return info["photo_check"]
+
+    async def _own_face(self, user: User, imagepath: str | list[str]
+                        ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """The face's uploads, each the caller's own: ``(photos, None)`` for one photo or a
+        list of up to :data:`MAX_FACE_PHOTOS` (no repeats), ``([], video)`` for one face
+        video of at most :data:`MAX_FACE_VIDEO_SECONDS`."""
+        if isinstance(imagepath, list):
+            if not imagepath:
+                raise ServiceError("imagepath: give at least one photo")
+            if len(imagepath) > MAX_FACE_PHOTOS:
+                raise ServiceError(f"imagepath: at most {MAX_FACE_PHOTOS} photos of the face",
+                                   400, "too_many_photos")
+            if len(set(imagepath)) != len(imagepath):
+                raise ServiceError("imagepath: the same photo is given twice")
+            return [await self._own_upload(user, p, "image") for p in imagepath], None
+        record = await self._own_upload(user, imagepath, "image", ("image", "video"))
+        if record["kind"] == "image":
+            return [record], None
+        if (record.get("duration") or 0) > MAX_FACE_VIDEO_SECONDS:
+            raise ServiceError(f"the face video is longer than {MAX_FACE_VIDEO_SECONDS:.0f} s",
+                               413, "face_video_too_long")
+        return [], record
 
     async def _own_upload(self, user: User, filepath: str, field: str,
                           kinds: tuple[str, ...] | None = None) -> dict[str, Any]:
@@ -599,10 +645,15 @@ class TaskService:
             _event("started", task, queued_s=queued)
             self._notify(task)
             owner = task["username"]
+            face = task["imagepath"]
+            face_video = task.get("face_video")
             kind = task.get("kind") or "video"
             out = self._temp_output(task_id, Path(task["filepath"]).suffix)
             job = Job(task_id=task_id,
-                      image_path=str(self.media.resolve(task["imagepath"], owner)),
+                      image_path="" if face_video else (
+                          str(self.media.resolve(face, owner)) if isinstance(face, str)
+                          else tuple(str(self.media.resolve(p, owner)) for p in face)),
+                      face_video=str(self.media.resolve(face, owner)) if face_video else None,
                       video_path=str(self.media.resolve(task["videopath"], owner)),
                       out_path=str(out),
                       many_faces=task["many_faces"], keep_mouth=task["keep_mouth"],
@@ -621,6 +672,7 @@ class TaskService:
         except engine.Cancelled:
             await self._finish(task, "cancelled", error="the task was cancelled")
         except (engine.EngineError, JobFailed) as exc:
+            task["error_code"] = getattr(exc, "code", None)  # e.g. faces_not_same_person
             await self._finish(task, "failed", error=str(exc))
         except PathRefused as exc:
             await self._finish(task, "failed", error=f"input file unavailable: {exc.msg}")
@@ -659,6 +711,10 @@ class TaskService:
         if ran is not None:
             self.metrics.task_seconds.labels(state).observe(ran)
         if state == "finished":
+            known = {w.get("code") for w in task.get("warnings") or []}
+            # The engine's findings on the face as a whole (a face library's, engine.library).
+            task["warnings"] = list(task.get("warnings") or []) + [
+                w for w in result.get("warnings") or [] if w.get("code") not in known]
             task.update(percent=100.0, frames_done=result.get("frames"),
                         frames_total=result.get("frames"),
                         swapped_frames=result.get("swapped_frames"))
@@ -672,7 +728,8 @@ class TaskService:
             _event(state, task, logging.WARNING if state == "failed" else logging.INFO,
                    seconds=ran, frames_done=task.get("frames_done"), error=error)
         self.live.pop(task["task_id"], None)
-        fields = {key: task.get(key) for key in ("state", "error", "finished", "percent",
+        fields = {key: task.get(key) for key in ("state", "error", "error_code", "warnings",
+                                                 "finished", "percent",
                                                  "frames_done", "frames_total", "fps",
                                                  "eta_s", "swapped_frames", "warnings",
                                                  "output_width", "output_height")}

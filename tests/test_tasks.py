@@ -154,7 +154,8 @@ async def test_faceswap_input_checks(ctx, api, testdata, clips):
         ({"imagepath": image, "videopath": video}, 400),  # no swapname
         ({"imagepath": image, "videopath": video, "swapname": "../x"}, 400),
         ({"imagepath": image, "videopath": video, "swapname": "ok", "quality": "ultra"}, 400),
-        ({"imagepath": video, "videopath": video, "swapname": "ok"}, 400),  # wrong kind
+        ({"imagepath": [image, video], "videopath": video, "swapname": "ok"}, 400),  # a
+        # video is a face only alone (issue 13: a face video), a list holds photos
         ({"imagepath": "alice/../bob/x.jpg", "videopath": video, "swapname": "ok"}, 400),
         ({"imagepath": "alice/nothing.jpg", "videopath": video, "swapname": "ok"}, 404),
         ({"imagepath": dog, "videopath": video, "swapname": "ok"}, 400),  # no face
