@@ -731,7 +731,7 @@ class TaskService:
         fields = {key: task.get(key) for key in ("state", "error", "error_code", "warnings",
                                                  "finished", "percent",
                                                  "frames_done", "frames_total", "fps",
-                                                 "eta_s", "swapped_frames", "warnings",
+                                                 "eta_s", "swapped_frames",
                                                  "output_width", "output_height")}
         await self._save(task, fields, final=True)
         self._last_write.pop(task["task_id"], None)

@@ -9,8 +9,11 @@ import { bindDialog, renderDialog } from "./js/dialog.js";
 import { bindUploads, restoreUploads, resetSlot, renderSlot, renderResumeHint, renderDuration } from "./js/uploads.js";
 import { updateStart, onStart, fillDefaultName, newSwapname } from "./js/start.js";
 import { loadTasks, connectWs, disconnect, renderTasks, clearTasks, mergeTask, cancelTask } from "./js/tasks.js";
-import { onPlayerError, stopPlayer } from "./js/media.js";
+import { onPlayerError, stopPlayer, bindCompare, renderCompare } from "./js/media.js";
 import { bindAdmin, loadCustomers, renderCustomers } from "./js/admin.js";
+import { bindLibrary, loadFiles, renderLibrary, renderExtras, setUsage, clearLibrary } from "./js/library.js";
+import { bindPreview, renderPreview } from "./js/preview.js";
+import { bindFaces, renderFaces } from "./js/faces.js";
 
 // ---------------------------------------------------------------- language
 function applyLang() {
@@ -27,6 +30,11 @@ function applyLang() {
   renderDuration();
   renderTasks();
   renderCustomers();
+  renderLibrary();
+  renderExtras();
+  renderFaces();
+  renderPreview();
+  renderCompare();
   renderNotices(); // after the rows they may sit in
   updateStart();
 }
@@ -38,7 +46,7 @@ async function boot() {
   bindEvents();
   try {
     const d = await api("GET", "/api/session", undefined, { allow401: true });
-    enter(d.userdata, d.limits);
+    enter(d.userdata, d.limits, d);
   } catch (e) {
     showAuth();
     if (e.code !== 401) showError(e.msg);
@@ -49,7 +57,7 @@ async function boot() {
 
 async function refreshSession() {
   const d = await api("GET", "/api/session");
-  enter(d.userdata, d.limits);
+  enter(d.userdata, d.limits, d);
 }
 
 function showAuth() {
@@ -61,10 +69,15 @@ function showAuth() {
   $("whoami").hidden = true;
 }
 
-function enter(user, limits) {
+function enter(user, limits, session) {
   const wasIn = state.user && state.user.id === user.id;
   state.user = user;
   state.limits = limits || null;
+  // Storage used of the quota (API version 2); the page also reads it under `limits`.
+  const s = session || {};
+  const used = s.usage_bytes !== undefined ? s.usage_bytes : (limits || {}).usage_bytes;
+  const quota = s.quota_bytes !== undefined ? s.quota_bytes : (limits || {}).quota_bytes;
+  setUsage(used === undefined ? NaN : used, quota);
   $("auth-view").hidden = true;
   $("nav").hidden = false;
   $("logout").hidden = false;
@@ -75,6 +88,7 @@ function enter(user, limits) {
     restoreUploads();
     if (!$("swapname").value) fillDefaultName();
     loadTasks();
+    loadFiles();
     connectWs();
   }
   renderResumeHint();
@@ -93,6 +107,7 @@ function leave() {
     s.refused = false;
   }
   clearTasks();
+  clearLibrary();
   stopPlayer();
   state.adminRows = [];
   $("customers-body").replaceChildren();
@@ -212,6 +227,10 @@ function bindEvents() {
   bindDialog();
   bindUploads();
   bindAdmin();
+  bindLibrary();
+  bindPreview();
+  bindFaces();
+  bindCompare();
   $("lang").addEventListener("change", () => {
     state.lang = $("lang").value === "en" ? "en" : "zh";
     try { window.localStorage.setItem("faceswap.lang", state.lang); } catch (e) { /* ignore */ }
@@ -228,6 +247,8 @@ function bindEvents() {
     if (state.currentId) cancelTask(state.currentId, $("current-cancel"));
   });
   $("tasks-refresh").addEventListener("click", () => { clearNotices(); loadTasks(); });
+  $("tasks-more").addEventListener("click", () => { clearNotices(); loadTasks(true); });
+  window.addEventListener("faceswap:stored", () => { loadFiles(); refreshSession().catch(() => {}); });
   $("player").addEventListener("error", onPlayerError);
   window.addEventListener("hashchange", () => { clearNotices(); route(); });
   window.addEventListener("online", () => { if (state.user && !state.ws) connectWs(); });

@@ -1,6 +1,6 @@
 /* The administrators' page: customers listed, searched and paged; user type changes
  * (granting administrator asks first; a refused change shows the type actually kept). */
-import { $, state, t, msg, el, typeName, USERTYPES, ADMIN, PAGE_SIZE } from "./core.js";
+import { $, state, t, msg, el, typeName, fmtBytes, USERTYPES, ADMIN, PAGE_SIZE } from "./core.js";
 import { api } from "./api.js";
 import { showError, showInfo, clearNotices } from "./notices.js";
 import { confirmAction } from "./dialog.js";
@@ -90,12 +90,94 @@ export function renderCustomers() {
     tr.append(tdType);
     tr.append(cell("", c.phonenumber || "", t("phone")));
     tr.append(cell("", c.address || "", t("email")));
+    tr.append(cell("cust-storage", storageText(c), t("storage_col")));
+    tr.append(cell("cust-tasks", tasksText(c), t("tasks_col")));
+    tr.append(accountCell(c, cell));
     body.append(tr);
   }
   const pages = Math.max(1, Math.ceil(state.adminTotal / PAGE_SIZE));
   $("page-info").textContent = t("page_info", { page: state.adminPage, pages: pages, total: state.adminTotal });
   $("page-prev").disabled = state.adminPage <= 1;
   $("page-next").disabled = state.adminPage >= pages;
+}
+
+/** Storage of a customer (API version 2: usage_bytes / quota_bytes in the listing). */
+function storageText(c) {
+  const used = Number(c.usage_bytes);
+  if (!Number.isFinite(used)) return "–";
+  const quota = Number(c.quota_bytes);
+  return quota > 0 ? t("storage_short", { used: fmtBytes(used), quota: fmtBytes(quota) }) : fmtBytes(used);
+}
+
+/** A customer's tasks: a number, or {total, active} (or the names the server uses). */
+function tasksText(c) {
+  const v = c.tasks !== undefined ? c.tasks : c.task_count;
+  if (v === undefined || v === null) return "–";
+  if (typeof v === "number") {
+    const active = Number(c.active_tasks) || 0;
+    return active > 0 ? t("tasks_short", { total: v, active: active }) : String(v);
+  }
+  const total = Number(v.total !== undefined ? v.total : v.count);
+  const active = Number(v.active !== undefined ? v.active : (Number(v.queued) || 0) + (Number(v.running) || 0));
+  if (!Number.isFinite(total)) return "–";
+  return active > 0 ? t("tasks_short", { total: total, active: active }) : String(total);
+}
+
+/** Enabled or disabled, with the button that changes it, and delete (asks first). */
+function accountCell(c, cell) {
+  const td = cell("cust-account", undefined, t("account_col"));
+  const self = state.user && c.id === state.user.id;
+  td.append(el("span", "badge " + (c.disabled ? "state-failed" : "state-finished"), t(c.disabled ? "account_disabled" : "account_active")));
+  const toggle = el("button", "small secondary cust-toggle", t(c.disabled ? "enable" : "disable"));
+  toggle.type = "button";
+  toggle.setAttribute("aria-label", t(c.disabled ? "enable" : "disable") + " " + c.username);
+  toggle.disabled = self; // an administrator does not lock themself out
+  toggle.addEventListener("click", () => setDisabled(c, !c.disabled, toggle));
+  const del = el("button", "small danger cust-delete", t("delete"));
+  del.type = "button";
+  del.setAttribute("aria-label", t("delete") + " " + c.username);
+  del.disabled = self;
+  del.addEventListener("click", () => deleteCustomer(c, del));
+  const err = el("p", "field-error");
+  err.id = "account-error-" + c.id;
+  err.setAttribute("role", "alert");
+  err.hidden = true;
+  td.append(toggle, del, err);
+  return td;
+}
+
+async function setDisabled(c, disabled, btn) {
+  clearNotices();
+  if (disabled) {
+    const ok = await confirmAction(msg("confirm_disable", { name: c.username }), msg("disable"));
+    if (!ok) return;
+  }
+  btn.disabled = true;
+  try {
+    await api("POST", "/api/mgr/customers", { action: "disable_customer", data: { id: c.id, disabled: disabled } });
+    c.disabled = disabled;
+    renderCustomers();
+    showInfo(msg(disabled ? "customer_disabled" : "customer_enabled", { name: c.username }));
+  } catch (e) {
+    btn.disabled = false;
+    // Nothing changed: the row still shows the real state.
+    if (!e.handled) showError(msg("err_account_change", { name: c.username, msg: e.msg }), "account-error-" + c.id);
+  }
+}
+
+async function deleteCustomer(c, btn) {
+  clearNotices();
+  const ok = await confirmAction(msg("confirm_delete_customer", { name: c.username }), msg("delete_customer"));
+  if (!ok) return;
+  btn.disabled = true;
+  try {
+    await api("POST", "/api/mgr/customers", { action: "delete_customer", data: { id: c.id } });
+    showInfo(msg("customer_deleted", { name: c.username }));
+    await loadCustomers();
+  } catch (e) {
+    btn.disabled = false;
+    if (!e.handled) showError(msg("err_account_change", { name: c.username, msg: e.msg }), "account-error-" + c.id);
+  }
 }
 
 export function bindAdmin() {

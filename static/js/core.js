@@ -50,11 +50,28 @@ export const state = {
   adminKeywords: "",
   adminRows: [],
   usedNames: new Set(), // output names given out by this page (defaults and started tasks)
+  usage: null, // {used, quota} bytes of the user's storage (API version 2)
+  files: [], // the library: the user's uploads and results (GET /video/files)
+  extraFaces: [], // more photos of the same person: [{filepath, filename, thumbnail}]
+  targetFace: null, // face_id of the person to swap in the video (POST /video/faces)
+  sourceFace: null, // face_id of the face to use in a group photo
+  trim: null, // {start, end} seconds when the video is longer than the user's limit
+  tasksBefore: null, // task_id to ask for the next (older) page of the task list
+  tasksMore: false,
 };
 
+/** At most this many photos of one person make the face (API: imagepath as a list). */
+export const MAX_FACES = 10;
+/** The longest face video the server takes as the source (API: 30 s). */
+export const FACE_VIDEO_SECONDS = 30;
+// The task list comes in pages of this many (localStorage can lower it for testing).
+export const TASK_PAGE = numberSetting("faceswap.task_page", 20);
+
 export const slots = {
-  face: { kind: "image", name: "face", filepath: null, filename: "", busy: false, abort: null, url: null },
-  video: { kind: "video", name: "video", filepath: null, filename: "", busy: false, abort: null, url: null },
+  // kind: what the slot usually holds; fileKind: what it holds now (a face video in the
+  // face slot, a photo as the target in the video slot).
+  face: { kind: "image", fileKind: "image", name: "face", filepath: null, filename: "", busy: false, abort: null, url: null },
+  video: { kind: "video", fileKind: "video", name: "video", filepath: null, filename: "", busy: false, abort: null, url: null },
 };
 
 // ---------------------------------------------------------------- language
@@ -118,12 +135,21 @@ export function fmtTime(sec) {
   return h ? h + ":" + pad(m) + ":" + pad(s) : m + ":" + pad(s);
 }
 
+/** A moment or a short length to a tenth of a second (m:ss.t), cut like fmtTime so the
+ *  two agree on the whole seconds: for the trim and the scrubber, where 0:00 – 0:01
+ *  would not tell 0.5 s from 1.4 s. */
+export function fmtTimeTenths(sec) {
+  if (!Number.isFinite(sec) || sec < 0) return "?";
+  const tenths = Math.floor(sec * 10 + 1e-6);
+  return fmtTime(Math.floor(tenths / 10)) + "." + (tenths % 10);
+}
+
 /** A length limit in words ("60 seconds", "5 minutes"), which m:ss cannot say unambiguously. */
 export function fmtLimit(sec) {
   sec = Math.floor(Number(sec) || 0);
   if (sec >= 3600 && sec % 3600 === 0) return t("n_hours", { n: sec / 3600 });
   if (sec >= 120 && sec % 60 === 0) return t("n_minutes", { n: sec / 60 });
-  return t("n_seconds", { n: sec });
+  return t(sec === 1 ? "n_second" : "n_seconds", { n: sec });
 }
 
 export function fmtDate(iso) {
@@ -158,4 +184,8 @@ export function reveal(elem) {
   if (!elem || elem.hidden) return;
   const r = elem.getBoundingClientRect();
   if (r.top < 0 || r.bottom > window.innerHeight) elem.scrollIntoView({ block: "nearest" });
+}
+
+export function baseName(filepath) {
+  return String(filepath || "").split("/").pop();
 }

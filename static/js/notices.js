@@ -9,11 +9,12 @@ let info = null;
 
 /** Show `message` in the error place `place` (the id of an element with the class
  *  "field-error"), or in the banner when place is absent. */
-export function showError(message, place) {
+export function showError(message, place, quiet) {
   const id = place && $(place) ? place : "msg";
   shown.set(id, message);
   paint(id);
-  reveal(id === "msg" ? $("msg") : $(id));
+  // quiet: a background load failed; the user is looking elsewhere, don't move the page
+  if (!quiet) reveal(id === "msg" ? $("msg") : $(id));
 }
 
 export function showInfo(message) {

@@ -1,16 +1,34 @@
 /* The user's tasks: the list, the current task's card, cancelling, and live progress over
  * the WebSocket with view_task polling as the fallback; "server unreachable" when neither
  * gets an answer. */
-import { $, state, t, msg, render, el, warningMessage, fmtTime, fmtDate, POLL_MS, TERMINAL, KNOWN_STATES, hasText } from "./core.js";
+import { $, state, t, msg, render, el, warningMessage, fmtTime, fmtDate, POLL_MS, TERMINAL, KNOWN_STATES, TASK_PAGE, hasText } from "./core.js";
 import { api } from "./api.js";
 import { showError, showInfo, clearNotices } from "./notices.js";
 import { confirmAction } from "./dialog.js";
-import { play, downloadUrl } from "./media.js";
+import { play, stopPlayer, downloadUrl, isImagePath } from "./media.js";
+import { newSwapname } from "./start.js";
 
-export async function loadTasks() {
+/** The newest page of the task list (`more`: the next, older page). */
+export async function loadTasks(more) {
+  const q = new URLSearchParams({ limit: String(TASK_PAGE) });
+  if (more && state.tasksBefore) q.set("before", state.tasksBefore);
+  $("tasks-more").disabled = true;
   try {
-    const d = await api("GET", "/video/tasks");
-    for (const entry of d.tasks || []) mergeTask(entry);
+    const d = await api("GET", "/video/tasks?" + q.toString());
+    const page = d.tasks || [];
+    // A server that ignores `limit` sends everything at once: no next page then.
+    // The server says where the next page starts (next_before, null at the end).
+    const paged = "next_before" in d;
+    const hasNext = paged ? !!d.next_before : page.length === TASK_PAGE;
+    // The next page starts after the oldest task loaded so far (a refresh of the newest
+    // page does not move it back).
+    if (page.length && (more || !state.tasksBefore)) {
+      state.tasksBefore = paged && d.next_before ? d.next_before : page[page.length - 1].task_id;
+      state.tasksMore = hasNext;
+    } else if (more) {
+      state.tasksMore = false;
+    }
+    for (const entry of page) mergeTask(entry);
     if (!state.currentId) {
       const active = (d.tasks || []).find((x) => !TERMINAL.has(x.state));
       if (active) state.currentId = active.task_id;
@@ -21,6 +39,8 @@ export async function loadTasks() {
   } catch (e) {
     if (state.user && !e.handled) showError(e.msg, "tasks-error");
   } finally {
+    $("tasks-more").hidden = !state.tasksMore;
+    $("tasks-more").disabled = false;
     renderConn();
   }
 }
@@ -38,7 +58,7 @@ export function mergeTask(m, taskId) {
   const known = state.tasks.get(id);
   const task = known || { task_id: id, swapname: m.swapname || id, created: new Date().toISOString(), progress: 0, state: "queued" };
   const before = task.state;
-  for (const k of ["swapname", "created", "imagepath", "videopath", "quality", "frames_done", "frames_total", "fps", "eta_s", "filepath"]) {
+  for (const k of ["swapname", "created", "imagepath", "videopath", "quality", "frames_done", "frames_total", "fps", "eta_s", "filepath", "start_s", "end_s"]) {
     if (m[k] !== undefined && m[k] !== null) task[k] = m[k];
   }
   if (typeof m.code === "string") task.code = m.code;
@@ -80,6 +100,7 @@ function onTransition(task, before) {
   if (task.state === "finished") {
     showInfo(msg("finished", { name: task.swapname }));
     if (current && task.filepath) play(task, true);
+    window.dispatchEvent(new Event("faceswap:stored")); // a new result in the library
   } else if (task.state === "failed" && !TERMINAL.has(before)) {
     showError(msg("err_task", { name: task.swapname, msg: taskProblem(task) }), current ? "current-error" : "tasks-error");
   } else if (task.state === "cancelled") {
@@ -126,8 +147,18 @@ export function renderTask(task) {
     row.play.addEventListener("click", () => play(state.tasks.get(task.task_id), true));
     row.download = el("a", "button small secondary task-download");
     row.download.setAttribute("download", "");
-    actions.append(row.play, row.download, row.cancel);
-    row.li.append(head, row.progress, row.detail, row.warnings, row.created, actions);
+    row.retry = el("button", "small secondary task-retry");
+    row.retry.type = "button";
+    row.retry.addEventListener("click", () => retryTask(task.task_id, row.retry));
+    row.remove = el("button", "small danger task-delete");
+    row.remove.type = "button";
+    row.remove.addEventListener("click", () => deleteTask(task.task_id, row.remove));
+    row.error = el("p", "field-error");
+    row.error.id = "task-error-" + task.task_id.replace(/[^A-Za-z0-9_-]/g, "_");
+    row.error.setAttribute("role", "alert");
+    row.error.hidden = true;
+    actions.append(row.play, row.download, row.retry, row.cancel, row.remove);
+    row.li.append(head, row.progress, row.detail, row.warnings, row.created, actions, row.error);
     state.rows.set(task.task_id, row);
   }
   const active = !TERMINAL.has(task.state);
@@ -149,8 +180,16 @@ export function renderTask(task) {
   row.cancel.hidden = !active;
   row.cancel.disabled = !!task.cancelling;
   const done = task.state === "finished" && !!task.filepath;
-  row.play.textContent = t("play");
-  row.play.setAttribute("aria-label", t("play") + " " + task.swapname);
+  const playKey = isImagePath(task.filepath) ? "view" : "play";
+  row.play.textContent = t(playKey);
+  row.play.setAttribute("aria-label", t(playKey) + " " + task.swapname);
+  const retryable = ["failed", "cancelled", "finished", "expired", "deleted"].includes(task.state) && !task.retrying;
+  row.retry.textContent = t("retry");
+  row.retry.setAttribute("aria-label", t("retry") + " " + task.swapname);
+  row.retry.hidden = !retryable;
+  row.remove.textContent = t("delete");
+  row.remove.setAttribute("aria-label", t("delete") + " " + task.swapname);
+  row.remove.disabled = !!task.removing;
   row.play.hidden = !done;
   row.download.textContent = t("download");
   row.download.setAttribute("aria-label", t("download") + " " + task.swapname);
@@ -207,6 +246,70 @@ export async function cancelTask(id, button) {
     renderTask(task);
     if (id === state.currentId) renderCurrent();
   }
+}
+
+/** The same inputs and options again, as a new task with a fresh output name. */
+export async function retryTask(id, button) {
+  const task = state.tasks.get(id);
+  if (!task) return;
+  clearNotices();
+  const swapname = newSwapname();
+  if (button) button.disabled = true;
+  try {
+    const d = await api("POST", "/video/retry_task", { task_id: id, swapname: swapname }, { context: { 404: "err_retry_missing", 409: "err_retry_refused" } });
+    const fresh = mergeTask({
+      task_id: d.task_id, swapname: d.swapname || swapname, state: "queued", progress: 0, created: new Date().toISOString(),
+      videopath: task.videopath, imagepath: task.imagepath, start_s: task.start_s,
+    });
+    state.currentId = fresh.task_id;
+    renderCurrent();
+    showInfo(msg("retried", { name: task.swapname, as: fresh.swapname }));
+    if (!state.wsLive) startPolling();
+    const card = $("current");
+    if (card.getBoundingClientRect().top < 0 || card.getBoundingClientRect().bottom > window.innerHeight) card.scrollIntoView({ block: "nearest" });
+  } catch (e) {
+    if (!e.handled) showError(msg("err_retry", { name: task.swapname, msg: e.msg }), rowError(id));
+  } finally {
+    if (button) button.disabled = false;
+  }
+}
+
+/** Remove a task (cancelled first when it runs) and its result, after a confirmation. */
+export async function deleteTask(id, button) {
+  const task = state.tasks.get(id);
+  if (!task) return;
+  clearNotices();
+  const ok = await confirmAction(msg(TERMINAL.has(task.state) ? "confirm_delete_task" : "confirm_delete_running", { name: task.swapname }), msg("delete_task"));
+  if (!ok) return;
+  task.removing = true;
+  renderTask(task);
+  try {
+    await api("POST", "/video/delete_task", { task_id: id }, { context: { 404: "err_task_gone" } });
+    forgetTask(id);
+    showInfo(msg("task_deleted", { name: task.swapname }));
+    window.dispatchEvent(new Event("faceswap:stored")); // the library and the storage used
+  } catch (e) {
+    task.removing = false;
+    renderTask(task);
+    if (!e.handled) showError(msg("err_delete_task", { name: task.swapname, msg: e.msg }), rowError(id));
+  } finally {
+    if (button && state.rows.has(id)) button.disabled = false;
+  }
+}
+
+function rowError(id) {
+  const row = state.rows.get(id);
+  return row ? row.error.id : "tasks-error";
+}
+
+function forgetTask(id) {
+  const row = state.rows.get(id);
+  if (row) row.li.remove();
+  state.rows.delete(id);
+  state.tasks.delete(id);
+  if (state.currentId === id) { state.currentId = null; renderCurrent(); }
+  if (state.playingId === id) stopPlayer();
+  $("tasks-empty").hidden = state.tasks.size > 0;
 }
 
 // ---------------------------------------------------------------- live progress
@@ -270,8 +373,12 @@ export function disconnect() {
   stopPolling();
 }
 
+let wasDown = false;
 export function renderConn() {
   const down = !!state.user && state.unreachable;
+  // A success notice of before ("task started") is not true news any more under the banner.
+  if (down && !wasDown) showInfo(null);
+  wasDown = down;
   $("conn-banner").hidden = !down;
   $("conn-banner-text").textContent = down ? t("conn_unreachable") : "";
   let text = "";
@@ -328,6 +435,9 @@ export function renderTasks() {
 }
 
 export function clearTasks() {
+  state.tasksBefore = null;
+  state.tasksMore = false;
+  $("tasks-more").hidden = true;
   state.tasks.clear();
   state.rows.clear();
   $("tasks").replaceChildren();

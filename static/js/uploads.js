@@ -1,12 +1,15 @@
 /* The two file slots (face photo, video): choosing or dropping a file, checks before
  * upload, multipart and tus (resumable) uploads with progress, cancel, and the memory
  * of finished uploads across a reload of the tab. */
-import { $, state, slots, t, msg, render, reveal, el, warningMessage, fmtBytes, fmtTime, fmtLimit, TUS_THRESHOLD, TUS_CHUNK } from "./core.js";
+import { $, state, slots, t, msg, render, reveal, el, warningMessage, fmtBytes, fmtTime, fmtLimit, baseName, TUS_THRESHOLD, TUS_CHUNK, FACE_VIDEO_SECONDS } from "./core.js";
 import { ApiError, errorMessage, xsrfToken } from "./api.js";
 import { showInfo, clearNotices } from "./notices.js";
 import { confirmAction } from "./dialog.js";
 import { mediaUrl, playUrl } from "./media.js";
 import { updateStart } from "./start.js";
+import { offerTrim, clearTrim, resetPreview } from "./preview.js";
+import { resetFaces, autoSourceFaces } from "./faces.js";
+import { loadFiles, renderExtras } from "./library.js";
 
 /** What an upload's refusal means when the answer carries no known code. */
 const UPLOAD_CONTEXT = { 400: "err_upload_bad", 413: "err_upload_too_big", 415: "err_upload_type", 429: "err_upload_quota" };
@@ -15,12 +18,90 @@ function storageKey() {
   return state.user ? "faceswap.uploads." + state.user.id : null;
 }
 
-function saveUploads() {
+export function saveUploads() {
   const key = storageKey();
   if (!key) return;
   const v = {};
-  for (const s of Object.values(slots)) if (s.filepath) v[s.name] = { filepath: s.filepath, filename: s.filename };
+  for (const s of Object.values(slots)) {
+    if (s.filepath) v[s.name] = { filepath: s.filepath, filename: s.filename, fileKind: s.fileKind, warnings: s.warnings || [], faces: s.faces || 0 };
+  }
+  v.extraFaces = state.extraFaces;
   try { window.sessionStorage.setItem(key, JSON.stringify(v)); } catch (e) { /* ignore */ }
+}
+
+/** The slot's preview: a photo (img) or a video, from a local object URL or the server. */
+function showPreview(slot, fileKind, src, alt) {
+  const img = $(slot.name === "face" ? "face-thumb" : "video-thumb");
+  const video = $(slot.name === "face" ? "face-video" : "video-preview");
+  if (fileKind === "image") {
+    video.hidden = true;
+    video.removeAttribute("src");
+    img.alt = alt;
+    img.src = src;
+    img.hidden = false;
+  } else {
+    img.hidden = true;
+    img.removeAttribute("src");
+    video.src = src;
+    video.hidden = false;
+  }
+  return fileKind === "image" ? img : video;
+}
+
+/** The slot takes a file already on the server (restored after a reload, or from the
+ *  library): no upload. `file`: {filepath, filename?, kind, warnings?, faces?, duration?, thumbnail?}. */
+export function useServerFile(slot, file, how) {
+  clearNotices();
+  if (slot.abort) { const abort = slot.abort; slot.abort = null; abort(); }
+  resetSlot(slot);
+  slot.refused = false;
+  const kind = file.kind === "image" ? "image" : "video";
+  slot.fileKind = kind;
+  slot.filepath = file.filepath;
+  slot.filename = file.filename || baseName(file.filepath);
+  slot.warnings = Array.isArray(file.warnings) ? file.warnings : [];
+  slot.faces = Number(file.faces) || 0;
+  const choice = slot.choice;
+  const elem = showPreview(slot, kind, kind === "image" ? mediaUrl(file.filepath) : playUrl(file.filepath), slot.filename);
+  if (kind === "video") {
+    elem.onloadedmetadata = () => { if (slot.choice === choice) onDuration(slot, elem.duration); };
+    if (Number(file.duration) > 0) onDuration(slot, Number(file.duration));
+  }
+  setSlotStatus(slot, msg(how || "uploaded", { name: slot.filename }));
+  saveUploads();
+  afterFileSet(slot);
+  updateStart();
+}
+
+/** What depends on the slot's file: the face pickers, the preview, the library's buttons. */
+function afterFileSet(slot) {
+  resetFaces(slot.name);
+  resetPreview();
+  if (slot.name === "face" && slot.filepath) autoSourceFaces();
+  window.dispatchEvent(new Event("faceswap:files"));
+}
+
+/** A video's duration is known: the video slot offers a trim when it is longer than
+ *  the user's limit; the face slot refuses a face video longer than the server takes. */
+function onDuration(slot, duration) {
+  if (!Number.isFinite(duration)) return;
+  if (slot.name === "video") {
+    const v = $("video-preview");
+    v.dataset.duration = String(duration);
+    renderDuration();
+    const max = state.limits && state.limits.video_seconds;
+    // Longer than the user may swap: a part of it can be used; longer than the server
+    // takes at all (limits.upload_seconds): refused.
+    const most = state.limits && state.limits.upload_seconds;
+    if (most && duration > most + 0.5) {
+      clearTrim();
+      refuse(slot, msg("err_too_long", { dur: fmtTime(duration), max: fmtLimit(most) }));
+    } else if (max && duration > max + 0.5) offerTrim(duration, max);
+    else clearTrim();
+    resetPreview();
+  } else if (duration > FACE_VIDEO_SECONDS + 0.5) {
+    refuse(slot, msg("err_face_video_long", { dur: fmtTime(duration), max: fmtLimit(FACE_VIDEO_SECONDS) }));
+  }
 }
 
 /** After a reload, the files uploaded in this tab are still on the server. */
@@ -29,21 +110,14 @@ export function restoreUploads() {
   let v = null;
   try { v = JSON.parse(window.sessionStorage.getItem(key) || "null"); } catch (e) { v = null; }
   if (!v) return;
-  if (v.face && v.face.filepath) {
-    Object.assign(slots.face, v.face);
-    $("face-thumb").src = mediaUrl(v.face.filepath);
-    $("face-thumb").alt = v.face.filename;
-    $("face-thumb").hidden = false;
-    setSlotStatus(slots.face, msg("uploaded", { name: v.face.filename }));
+  for (const name of ["face", "video"]) {
+    const saved = v[name];
+    if (saved && saved.filepath) {
+      useServerFile(slots[name], { ...saved, kind: saved.fileKind || slots[name].kind });
+    }
   }
-  if (v.video && v.video.filepath) {
-    Object.assign(slots.video, v.video);
-    const video = $("video-preview");
-    video.onloadedmetadata = () => { video.dataset.duration = String(video.duration); renderDuration(); };
-    video.src = playUrl(v.video.filepath);
-    video.hidden = false;
-    setSlotStatus(slots.video, msg("uploaded", { name: v.video.filename }));
-  }
+  state.extraFaces = Array.isArray(v.extraFaces) ? v.extraFaces.slice(0, 9) : [];
+  renderExtras();
 }
 
 /** The line under a slot: a message, an error (red, announced) or nothing. */
@@ -60,8 +134,11 @@ export function renderSlot(slot) {
   box.setAttribute("role", slot.status && slot.status.error ? "alert" : "status");
   if (slot.progress) $(slot.name + "-progress-text").textContent = render(slot.progress);
   const list = $(slot.name + "-warnings");
-  list.replaceChildren(...(slot.warnings || []).map((w) => el("li", "", render(warningMessage(w)))));
-  list.hidden = !(slot.warnings && slot.warnings.length);
+  // With a face chosen in a group photo, "the largest face is used" is no longer true.
+  const shown = (slot.warnings || []).filter((w) => !(slot.name === "face" && state.sourceFace && w && w.code === "photo_several_faces"));
+  list.replaceChildren(...shown.map((w) => el("li", "", render(warningMessage(w)))));
+  list.hidden = !shown.length;
+  $(slot.name + "-advice").hidden = list.hidden;
 }
 
 export function resetSlot(slot) {
@@ -71,23 +148,27 @@ export function resetSlot(slot) {
   slot.abort = null;
   slot.progress = null;
   slot.warnings = [];
+  slot.faces = 0;
+  slot.fileKind = slot.kind;
   slot.choice = (slot.choice || 0) + 1; // callbacks of an earlier choice are ignored
   $(slot.name + "-up").hidden = true;
   setSlotStatus(slot, null);
   if (slot.url) { URL.revokeObjectURL(slot.url); slot.url = null; }
-  if (slot.kind === "image") {
-    $("face-thumb").hidden = true;
-    $("face-thumb").removeAttribute("src");
-  } else {
-    $("video-preview").hidden = true;
-    $("video-preview").removeAttribute("src");
+  for (const id of slot.name === "face" ? ["face-thumb", "face-video"] : ["video-thumb", "video-preview"]) {
+    $(id).hidden = true;
+    $(id).removeAttribute("src");
+  }
+  if (slot.name === "video") {
     $("video-duration").textContent = "";
     delete $("video-preview").dataset.duration;
+    clearTrim();
   }
+  resetFaces(slot.name);
+  resetPreview();
 }
 
 /** Refuse the slot's file before or after its upload: Start cannot use it. */
-function refuse(slot, message) {
+export function refuse(slot, message) {
   if (slot.abort) { const abort = slot.abort; slot.abort = null; abort(); }
   slot.filepath = null;
   slot.refused = true;
@@ -113,31 +194,23 @@ export function chooseFile(slot, file) {
   const choice = slot.choice;
   slot.filename = file.name;
   slot.url = URL.createObjectURL(file);
-  if (slot.kind === "image") {
-    if (file.type && !file.type.startsWith("image/")) { refuse(slot, msg("err_not_image")); return; }
-    const img = $("face-thumb");
-    img.alt = file.name;
-    img.onerror = () => { if (slot.choice === choice) { img.hidden = true; refuse(slot, msg("err_not_image")); } };
-    img.src = slot.url;
-    img.hidden = false;
+  const type = file.type || "";
+  // The face slot also takes a short video of the person; the video slot a photo as
+  // the target (the result is then a photo).
+  const isVideo = type.startsWith("video/") || (!type && /\.(mp4|mov|mkv|webm|avi)$/i.test(file.name));
+  const isImage = type.startsWith("image/");
+  slot.fileKind = slot.name === "face" ? (isVideo ? "video" : "image") : (isImage ? "image" : "video");
+  if (slot.name === "face" && type && !isImage && !isVideo) { refuse(slot, msg("err_not_image")); return; }
+  const elem = showPreview(slot, slot.fileKind, slot.url, file.name);
+  if (slot.fileKind === "image") {
+    elem.onerror = () => { if (slot.choice === choice) { elem.hidden = true; refuse(slot, msg("err_not_image")); } };
   } else {
-    const v = $("video-preview");
-    v.onloadedmetadata = () => {
+    elem.onloadedmetadata = () => { if (slot.choice === choice) onDuration(slot, elem.duration); };
+    elem.onerror = () => {
       if (slot.choice !== choice) return;
-      v.dataset.duration = String(v.duration);
-      renderDuration();
-      const max = state.limits && state.limits.video_seconds;
-      if (max && v.duration > max + 0.5) {
-        refuse(slot, msg("err_too_long", { dur: fmtTime(v.duration), max: fmtLimit(max) }));
-      }
+      elem.hidden = true;
+      if (slot.name === "video") $("video-duration").textContent = t("err_preview");
     };
-    v.onerror = () => {
-      if (slot.choice !== choice) return;
-      v.hidden = true;
-      $("video-duration").textContent = t("err_preview");
-    };
-    v.src = slot.url;
-    v.hidden = false;
   }
   const max = state.limits && state.limits.upload_bytes;
   if (max && file.size > max) {
@@ -167,10 +240,14 @@ async function upload(slot, file, choice) {
     if (slot.choice !== choice || slot.refused) return; // refused meanwhile (too long)
     slot.filepath = answer.filepath;
     slot.warnings = Array.isArray(answer.warnings) ? answer.warnings : [];
+    slot.faces = Number(answer.upload && answer.upload.faces) || 0;
     slot.filename = file.name;
     $(slot.name + "-progress").value = 100;
     setSlotStatus(slot, msg("uploaded", { name: file.name }));
     saveUploads();
+    afterFileSet(slot);
+    loadFiles();
+    window.dispatchEvent(new Event("faceswap:session")); // the storage used changed
   } catch (e) {
     if (slot.choice !== choice || slot.refused) return;
     slot.filepath = null;
@@ -217,7 +294,7 @@ function uploadMultipart(slot, file) {
     xhr.setRequestHeader("X-XSRFToken", xsrfToken());
     xhr.setRequestHeader("Accept", "application/json");
     const fd = new FormData();
-    fd.append("filetype", slot.kind);
+    fd.append("filetype", slot.fileKind);
     if (state.user) fd.append("username", state.user.username);
     fd.append("file", file, file.name);
     xhr.upload.onprogress = (e) => { if (e.lengthComputable) report(e.loaded, e.total); };
@@ -240,7 +317,7 @@ function uploadMultipart(slot, file) {
 /** The tus fingerprint: per user and per file, so that picking the same file again
  *  (after a dropped connection or a reload) finds the stored upload URL. */
 function tusFingerprint(slot, file) {
-  return ["faceswap", state.user ? state.user.id : 0, slot.kind, file.name, file.type, file.size, file.lastModified].join("-");
+  return ["faceswap", state.user ? state.user.id : 0, slot.fileKind, file.name, file.type, file.size, file.lastModified].join("-");
 }
 
 function tusError(err) {
@@ -268,7 +345,7 @@ function uploadTus(slot, file) {
       endpoint: "/video/uploads/",
       chunkSize: TUS_CHUNK || Infinity,
       retryDelays: [0, 1000, 3000, 5000, 10000, 20000],
-      metadata: { filename: file.name, filetype: slot.kind },
+      metadata: { filename: file.name, filetype: slot.fileKind },
       headers: { "X-XSRFToken": xsrfToken() },
       fingerprint: () => Promise.resolve(tusFingerprint(slot, file)),
       storeFingerprintForResuming: true,
