@@ -252,7 +252,8 @@ async def test_every_error_path_has_a_documented_code(ctx, api, files, monkeypat
                           ({"start_s": 0, "end_s": 0.001}, "segment_too_short"),
                           ({"videopath": dog}, "no_face_in_target"),
                           ({"target_face": "x"}, "bad_face_id"),
-                          ({"target_face": "1"}, "unknown_face")):
+                          ({"target_face": "1"}, "unknown_face"),
+                          ({"imagepath": [image] * 11}, "too_many_photos")):
         status = 404 if reason == "unknown_face" else 400
         await w.call(f"faceswap {extra}", status, reason, "POST", "/video/faceswap",
                      {**swap, **extra}, token=alice)
