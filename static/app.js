@@ -5,7 +5,7 @@
 import { $, state, slots, t, msg, typeName, pickLang, fmtBytes, fmtLimit, ADMIN, USERNAME_RE } from "./js/core.js";
 import { api, setSessionLost } from "./js/api.js";
 import { showError, showInfo, clearNotices, renderNotices } from "./js/notices.js";
-import { bindDialog, renderDialog } from "./js/dialog.js";
+import { bindDialog, renderDialog, confirmAction } from "./js/dialog.js";
 import { bindUploads, restoreUploads, resetSlot, renderSlot, renderResumeHint, renderDuration } from "./js/uploads.js";
 import { updateStart, onStart, fillDefaultName, newSwapname } from "./js/start.js";
 import { loadTasks, connectWs, disconnect, renderTasks, clearTasks, mergeTask, cancelTask } from "./js/tasks.js";
@@ -210,6 +210,23 @@ async function onLogout() {
   });
 }
 
+/** Delete my account (and everything of mine) after the password and a confirmation. */
+async function onDeleteAccount(ev) {
+  ev.preventDefault();
+  clearNotices();
+  const password = $("account-password").value;
+  if (!password) { invalid("account-password", "account_password_needed", "account-error"); return; }
+  const name = state.user ? state.user.username : "";
+  if (!await confirmAction(msg("confirm_delete_account", { name: name }), msg("account_delete"))) return;
+  await withButton($("account-delete"), "account-error", async () => {
+    await api("POST", "/api/mgr/customers", { action: "delete_account", data: { password: password } },
+      { context: { 403: "code_wrong_password", 401: "code_wrong_password" } });
+    $("account-password").value = "";
+    leave();
+    showInfo(msg("account_deleted"));
+  });
+}
+
 // ---------------------------------------------------------------- views
 function route() {
   if (!state.user) return;
@@ -241,6 +258,7 @@ function bindEvents() {
   $("register-form").addEventListener("submit", onRegister);
   for (const e of document.querySelectorAll("#auth-view input")) e.addEventListener("input", () => e.removeAttribute("aria-invalid"));
   $("logout").addEventListener("click", onLogout);
+  $("account-form").addEventListener("submit", onDeleteAccount);
   $("swapname").addEventListener("input", updateStart);
   $("swap-form").addEventListener("submit", onStart);
   $("current-cancel").addEventListener("click", () => {

@@ -162,7 +162,8 @@ export function fmtDate(iso) {
 /** A server warning ({code, msg}) in the page's language; its English msg is never shown. */
 export function warningMessage(w) {
   const code = w && typeof w.code === "string" ? w.code : "";
-  return msg(hasText("warn_" + code) ? "warn_" + code : "warn_other");
+  if (hasText("warn_" + code)) return msg("warn_" + code);
+  return msg(hasText("code_" + code) ? "code_" + code : "warn_other"); // a refusal as a warning
 }
 
 export function typeName(n) {

@@ -538,6 +538,42 @@ def admin_flow(browser: Browser, user: str, victim: str) -> None:
     axe_check(browser, "v2_admin_after_delete")
 
 
+def test_delete_my_account(browser: Browser, user: str) -> None:
+    """Delete my account: a wrong password is refused next to the form (in the page's
+    language), "go back" keeps the account, confirmed it is gone (login refused)."""
+    name = "v2me_" + uuid.uuid4().hex[:6]
+    browser.open("/")
+    browser.logout()
+    browser.register(name, PASSWORD)
+    try:
+        set_lang(browser, "zh")
+        browser.js("document.getElementById('account-card').scrollIntoView()")
+        check_view(browser, "v2_account", "zh", "desktop")
+        browser.type("account-password", "not-my-password")
+        browser.el("account-delete").click()
+        confirm(browser)
+        browser.wait_js("return !document.getElementById('account-error').hidden", 20)
+        assert "密码不正确" in browser.text("account-error")
+        browser.type("account-password", PASSWORD)
+        browser.el("account-delete").click()
+        assert name in confirm(browser, yes=False)
+        assert not browser.js("return document.getElementById('swap-view').hidden")
+        set_lang(browser, "en")
+        browser.el("account-delete").click()
+        assert "cannot be undone" in confirm(browser)
+        browser.wait_js("return !document.getElementById('auth-view').hidden", 20)
+        assert "deleted" in browser.text("notice")
+        status, answer = call(browser, "POST", "/api/mgr/customers",
+                              {"action": "login", "data": {"username": name,
+                                                           "password": PASSWORD}})
+        assert answer.get("status") != 0, answer
+    finally:
+        browser.open("/")
+        if browser.js("return document.getElementById('auth-view').hidden"):
+            browser.logout()
+        browser.login(user, PASSWORD)
+
+
 @pytest.mark.parametrize("size", ["desktop", "phone"])
 @pytest.mark.parametrize("lang", ["zh", "en"])
 def test_swap_view_with_the_new_controls(browser: Browser, user: str, lang: str,
