@@ -100,15 +100,20 @@ class MediaStore:
 
     def resolve(self, filepath: str, username: str, is_admin: bool = False) -> Path:
         """The file behind ``filepath`` if ``username`` may read it, else :class:`PathRefused`."""
+        return self._resolve_in(self.root, filepath, username, is_admin)
+
+    def _resolve_in(self, root: Path, filepath: str, username: str, is_admin: bool) -> Path:
+        """``root/<owner>/<name>`` if it is a regular file of that folder (no link out of
+        it) and ``username`` may read it: the one check of media and thumbnails."""
         owner, name = self.split(filepath)
         if owner != username and not is_admin:
             raise PathRefused("this file belongs to another user", 403)
-        path = self.root / owner / name
+        path = root / owner / name
         try:
             info = os.lstat(path)
         except (FileNotFoundError, NotADirectoryError):
             raise PathRefused("no such file", 404) from None
-        if not stat.S_ISREG(info.st_mode) or path.resolve().parent != self.root / owner:
+        if not stat.S_ISREG(info.st_mode) or path.resolve().parent != root / owner:
             raise PathRefused("no such file", 404)
         return path
 
@@ -142,17 +147,7 @@ class MediaStore:
 
     def resolve_thumb(self, thumbpath: str, username: str, is_admin: bool = False) -> Path:
         """The thumbnail behind a client path, with the same checks as :meth:`resolve`."""
-        owner, name = self.split(thumbpath)
-        if owner != username and not is_admin:
-            raise PathRefused("this file belongs to another user", 403)
-        path = self.thumbs / owner / name
-        try:
-            info = os.lstat(path)
-        except (FileNotFoundError, NotADirectoryError):
-            raise PathRefused("no such file", 404) from None
-        if not stat.S_ISREG(info.st_mode) or path.resolve().parent != self.thumbs / owner:
-            raise PathRefused("no such file", 404)
-        return path
+        return self._resolve_in(self.thumbs, thumbpath, username, is_admin)
 
     def remove_thumb(self, filepath: str) -> None:
         owner, name = self.split(filepath)
