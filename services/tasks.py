@@ -350,6 +350,10 @@ class TaskService:
         except OutputTaken:
             raise ServiceError(f"an output named {swapname}{ext} already exists", 409,
                                "name_taken") from None
+        owner = await self.repos.users.by_id(user.id)
+        if owner is None or owner.get("disabled"):  # deleted or disabled meanwhile: the
+            await self.repos.tasks.delete(task["task_id"])  # account's purge ran before us
+            raise ServiceError("this account is disabled", 403, "account_disabled")
         task["created"] = dt.datetime.now(dt.UTC)
         self.live[task["task_id"]] = task
         self.queue.append(task["task_id"])

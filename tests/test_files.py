@@ -19,6 +19,7 @@ import tornado.httpclient
 import tornado.websocket
 
 import conf
+from services import ServiceError
 from services.uploads import FRAMING_SLACK
 from tests.media import cut_clip, multipart
 from tests.test_accounts import make_admin
@@ -422,3 +423,20 @@ async def test_admin_delete_customer_and_listing_figures(ctx, api, media):
     assert await traces(ctx, uid, "alice") == {}
     code, body = await api.call("GET", CUSTOMERS + "?action=list_customer", token=admin)
     assert uid not in [r["id"] for r in body["retlist"]]
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_faceswap_racing_the_account_purge_keeps_no_task(ctx, api, media):
+    """A faceswap that passed its checks while the account's purge ran (the user already
+    disabled) takes its task back: nothing of the user is left."""
+    alice = await api.user("alice")
+    uid = await user_id(ctx, alice)
+    image = await uploaded(api, alice, "image", "face.jpg", media["photo"])
+    video = await uploaded(api, alice, "video", "clip.mp4", media["long"])
+    user = await ctx.accounts.authenticate(alice)
+    await ctx.repos.users.set_disabled(uid, True)  # what the purge does first
+    with pytest.raises(ServiceError) as refused:
+        await ctx.tasks.create(user, image, video, "late")
+    assert refused.value.code == 403 and refused.value.reason == "account_disabled"
+    assert await ctx.repos.tasks.for_owner(uid) == []
+    assert not ctx.tasks.live and not ctx.tasks.queue
