@@ -726,11 +726,11 @@ class TaskService:
                 self.metrics.task_fps.observe(result["fps"])
             _event(state, task, seconds=ran, frames=result.get("frames"),
                    swapped_frames=result.get("swapped_frames"), fps=result.get("fps"))
-        else:
-            self._remove_partial(task["task_id"])
-            await self._release(task)
+        else:  # logged before the first await: a reader who sees the state sees the line
             _event(state, task, logging.WARNING if state == "failed" else logging.INFO,
                    seconds=ran, frames_done=task.get("frames_done"), error=error)
+            self._remove_partial(task["task_id"])
+            await self._release(task)
         self.live.pop(task["task_id"], None)
         fields = {key: task.get(key) for key in ("state", "error", "error_code", "warnings",
                                                  "finished", "percent",
