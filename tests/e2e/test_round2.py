@@ -45,8 +45,16 @@ def set_size(browser: Browser, size: str) -> None:
     width, height = SIZES[size]
     browser.d.set_window_size(width, height)
     # The window includes the browser's frame: make the page's viewport the named size.
-    inner = browser.js("return [window.innerWidth, window.innerHeight]")
-    browser.d.set_window_size(width + (width - inner[0]), height + (height - inner[1]))
+    # Under load the page may still report the size before the resize (a negative frame,
+    # which chromedriver refuses as "'width' out of range"): measure again until it settles.
+    frame = (0, 0)
+    for _ in range(20):
+        inner = browser.js("return [window.innerWidth, window.innerHeight]")
+        if 0 <= width - inner[0] <= 400 and 0 <= height - inner[1] <= 400:
+            frame = (width - inner[0], height - inner[1])
+            break
+        time.sleep(0.1)
+    browser.d.set_window_size(width + frame[0], height + frame[1])
 
 
 @pytest.fixture(scope="module")
