@@ -26,6 +26,7 @@ from engine.errors import EngineError
 from engine.interactive import InteractiveWorker, WorkerCrashed, WorkerTimeout
 from services import ServiceError
 from services.accounts import User
+from services.uploads import own_upload
 from storage import MediaStore, Repositories
 
 log = logging.getLogger(__name__)
@@ -77,16 +78,8 @@ class FaceService:
 
     async def _own_file(self, user: User, filepath: str) -> tuple[dict[str, Any], Path]:
         """The caller's upload record of ``filepath`` and its path (404/403 otherwise)."""
-        from storage import PathRefused
-
-        try:
-            path = self.media.resolve(filepath, user.username)
-        except PathRefused as exc:
-            raise ServiceError(f"filepath: {exc.msg}", exc.code) from None
-        record = await self.repos.uploads.get(filepath)
-        if record is None or record["owner_id"] != user.id:
-            raise ServiceError("filepath is not one of your uploads", 404)
-        return record, path
+        record = await own_upload(self.repos, self.media, user, filepath, "file")
+        return record, record["path"]
 
     async def find(self, user: User, filepath: str) -> list[dict[str, Any]]:
         """The people of one of the caller's uploads, largest share first (kept)."""

@@ -35,7 +35,7 @@ from services import ServiceError
 from services.accounts import User
 from services.faces import FaceService
 from services.metrics import Metrics, event_line
-from services.uploads import UploadService
+from services.uploads import UploadService, own_upload
 from storage import DatabaseError, MediaStore, OutputTaken, PathRefused, Repositories
 
 log = logging.getLogger(__name__)
@@ -432,17 +432,8 @@ class TaskService:
                           kinds: tuple[str, ...] | None = None) -> dict[str, Any]:
         """The caller's upload record behind ``<field>path``, of one of ``kinds``
         (default: ``field`` itself), with its resolved ``path``."""
-        kinds = kinds or (field,)
-        try:
-            path = self.media.resolve(filepath, user.username)
-        except PathRefused as exc:
-            raise ServiceError(f"{field}path: {exc.msg}", exc.code) from None
-        record = await self.repos.uploads.get(filepath)
-        if record is None or record["owner_id"] != user.id:
-            raise ServiceError(f"{field}path is not one of your uploads", 404)
-        if record["kind"] not in kinds:
-            raise ServiceError(f"{field}path is not an uploaded {' or '.join(kinds)}")
-        return {**record, "path": path}
+        return await own_upload(self.repos, self.media, user, filepath, field,
+                                kinds or (field,))
 
     async def get(self, user: User, task_id: str) -> dict[str, Any]:
         task = self.live.get(task_id) or await self.repos.tasks.get(task_id)

@@ -23,13 +23,30 @@ from engine.probe import ProbeLimits, probe_isolated
 from services import ServiceError
 from services.accounts import User
 from services.metrics import Metrics
-from storage import MediaStore, Repositories
+from storage import MediaStore, PathRefused, Repositories
 
 T = TypeVar("T")
 KINDS = ("image", "video")
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 VIDEO_EXTENSIONS = {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi"}
 _MAGIC = ((b"\xff\xd8\xff", ".jpg"), (b"\x89PNG", ".png"), (b"BM", ".bmp"), (b"RIFF", ".webp"))
+
+
+async def own_upload(repos: Repositories, media: MediaStore, user: User, filepath: str,
+                     field: str, kinds: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """The caller's upload record behind ``<field>path`` (of one of ``kinds``; any kind
+    when None) with its resolved ``path``: 400/403/404 otherwise. The one ownership check
+    of every route that names an upload (faceswap, preview, faces)."""
+    try:
+        path = media.resolve(filepath, user.username)
+    except PathRefused as exc:
+        raise ServiceError(f"{field}path: {exc.msg}", exc.code) from None
+    record = await repos.uploads.get(filepath)
+    if record is None or record["owner_id"] != user.id:
+        raise ServiceError(f"{field}path is not one of your uploads", 404)
+    if kinds is not None and record["kind"] not in kinds:
+        raise ServiceError(f"{field}path is not an uploaded {' or '.join(kinds)}")
+    return {**record, "path": path}
 
 
 def _extension(kind: str, original_name: str, temp: Path) -> str:
