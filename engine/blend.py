@@ -201,6 +201,67 @@ def occluders(base_y: np.ndarray, base_uv: np.ndarray, box: tuple[int, int, int,
     return cv2.resize(score, (hw, hh), interpolation=cv2.INTER_LINEAR)
 
 
+#: Where the relighting does not sample the faces (see :func:`feature_zones`):
+#: the brows, as landmark index groups (the eyes are added with their lids).
+_BROWS = ((17, 22), (22, 27))
+
+
+def feature_zones(shape: tuple[int, int], box: tuple[int, int, int, int], pts: np.ndarray,
+                  io: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(brows and eyes, eyes)``: uint8 0/1 maps at ``shape`` (half resolution of ``box``).
+
+    The light of a face is read from its skin only (see ``color.match_colour``):
+    blurred with the brows and eyes in, the target's dark brows darkened the
+    photo's forehead beside them (a ghost brow) and the photo's dark lids and
+    eyeliner were lifted toward the target's bright skin (a glowing patch).
+    The eyes' colour is the target's (see ``swap.swap_face``).
+    """
+    hh, hw = shape
+    p = (pts - np.array(box[:2], np.float32)) * 0.5
+    eyes = np.zeros((hh, hw), np.uint8)
+    for lo in (36, 42):
+        cv2.fillConvexPoly(eyes, np.round(_eye_region(p, lo, lo + 6)).astype(np.int32), 1)
+    zones = eyes.copy()
+    for lo, hi in _BROWS:
+        cv2.fillConvexPoly(zones, cv2.convexHull(np.round(p[lo:hi]).astype(np.int32)), 1)
+    grow = int(round(0.18 * io * 0.5)) | 1
+    zones = cv2.dilate(zones, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow)))
+    return zones, eyes
+
+
+#: The frame's finest detail band that the face takes (see :func:`frame_grain`):
+#: Gaussian sigma as a fraction of the face width, clipped to these pixels.
+GRAIN_SIGMA = 0.004
+GRAIN_SIGMA_PX = (0.6, 2.0)
+
+
+def frame_grain(face_y: np.ndarray, base_y: np.ndarray, eyes: np.ndarray, face_px: float,
+                io: float) -> np.ndarray:
+    """The relit face (float32 luma) with its finest band replaced by the target frame's.
+
+    The frame's grain, noise, pores, stubble and thin glasses frames belong to
+    the scene, and the photo's finest band is either missing (a photo smaller
+    than the face in the frame: the selfie's face was 0.13 as sharp as the frame
+    around it) or of another camera. Taking the target's band below a sigma of
+    0.004 face widths raised sharp_ratio on the selfie to 0.40 and on the stage
+    clip from 0.31 to 0.38, and brought the target's glasses frames back. It
+    moves as the video's own grain does, so it adds no flicker. The eyes keep
+    the photo's band (``eyes``: uint8 map at half resolution): taken across them,
+    the target's lids and lashes showed through on small faces (identity on
+    the stage clip with face_obama fell from 0.9 to 0).
+    """
+    sigma = min(GRAIN_SIGMA_PX[1], max(GRAIN_SIGMA_PX[0], face_px * GRAIN_SIGMA))
+    h, w = face_y.shape
+    base = base_y.astype(np.float32)
+    detail = cv2.subtract(base, cv2.GaussianBlur(base, (0, 0), sigma))
+    swapped = cv2.add(cv2.GaussianBlur(face_y, (0, 0), sigma), detail)
+    if not eyes.any():
+        return swapped
+    keep = cv2.resize(cv2.GaussianBlur(eyes.astype(np.float32), (0, 0), max(0.6, 0.1 * io)),
+                      (w, h), interpolation=cv2.INTER_LINEAR)
+    return cv2.blendLinear(swapped, face_y, 1.0 - keep, keep)
+
+
 def composite(base: np.ndarray, face: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """``base * (1 - alpha) + face * alpha`` as uint8 (one OpenCV pass per channel group)."""
     face8 = cv2.convertScaleAbs(face) if face.dtype != np.uint8 else face

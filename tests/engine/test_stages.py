@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from engine import EngineError
-from engine.color import match_colour
+from engine.color import LIGHT_RATIO, match_colour
 from engine.colorspace import bgr_to_yuv, yuv_to_bgr
 from engine.decode import VideoReader, planes
 from engine.detect import detect_faces
@@ -173,15 +173,35 @@ def test_morph_keeps_expression_and_moves_outline(media):
 
 def test_colour_correction_matches_target_lighting():
     rng = np.random.default_rng(2)
-    src_y = (rng.integers(0, 30, (64, 64)) + 150).astype(np.uint8)
+    src_y = (rng.integers(0, 30, (64, 64)) + 95).astype(np.uint8)
     src_uv = np.full((32, 32, 2), 110, np.uint8)
-    tgt_y = np.full((64, 64), 80, np.uint8)
+    tgt_y = np.full((64, 64), 90, np.uint8)
     tgt_uv = np.full((32, 32, 2), 140, np.uint8)
     mask = np.ones((32, 32), np.float32)
     y, uv = match_colour(src_y, src_uv, tgt_y, tgt_uv, mask, 60.0)
-    assert abs(float(y.mean()) - 80) < 3
+    assert abs(float(y.mean()) - 90) < 3
     assert abs(float(uv.mean()) - 140) < 2
     assert y.std() > 2  # the source's own detail is kept
+    # The light ratio is bounded (color.LIGHT_RATIO): a far darker target does
+    # not crush the photo, and a dark feature is not lifted into a glow.
+    y, _ = match_colour(src_y, src_uv, np.full((64, 64), 30, np.uint8), tgt_uv, mask, 60.0)
+    assert abs(float(y.mean()) - (16 + LIGHT_RATIO[0] * (float(src_y.mean()) - 16))) < 2
+
+
+def test_relighting_reads_the_light_from_skin_only():
+    # A dark band (a brow) in the target that the photo does not have, left
+    # out of the light's weights, does not darken the photo's skin beside it.
+    src_y = np.full((64, 64), 150, np.uint8)
+    tgt_y = np.full((64, 64), 150, np.uint8)
+    tgt_y[20:28] = 40
+    uv = np.full((32, 32, 2), 128, np.uint8)
+    mask = np.ones((32, 32), np.float32)
+    skin = mask.copy()
+    skin[9:15] = 0.0
+    y_all, _ = match_colour(src_y, uv, tgt_y, uv, mask, 60.0)
+    y_skin, _ = match_colour(src_y, uv, tgt_y, uv, mask, 60.0, skin=skin)
+    assert float(y_all[14:34].mean()) < 140  # the ghost brow
+    assert abs(float(y_skin[14:34].mean()) - 150) < 3
 
 
 def test_colorspace_round_trip():
