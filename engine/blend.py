@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from .landmarks import INNER_MOUTH, OUTER_MOUTH
+from .warp import geometry
 
 #: The target's inner mouth polygon grown by this factor about its centre.
 MOUTH_GROW = 1.15
@@ -267,3 +268,191 @@ def composite(base: np.ndarray, face: np.ndarray, alpha: np.ndarray) -> np.ndarr
     face8 = cv2.convertScaleAbs(face) if face.dtype != np.uint8 else face
     base8 = np.ascontiguousarray(base)
     return cv2.blendLinear(base8, face8, 1.0 - alpha, alpha)
+
+
+# --- Skin-coloured occluders (a hand): the face against its own usual look --------------
+
+#: Side, in cells, of the face-aligned patch in which a followed face's usual
+#: look is kept (see :func:`look_sample`); a 300-pixel face has 6-pixel cells.
+LOOK_SIZE = 48
+#: Landmarks the patch is aligned on (least-squares affine): the upper jaw,
+#: the nose and the eye corners, which an expression (a spoken word, a blink)
+#: hardly moves.
+_LOOK_FIT = [0, 1, 2, 3, 13, 14, 15, 16, 27, 28, 29, 30, 31, 33, 35, 36, 39, 42, 45]
+#: Noise floors (grey levels) of luma and chroma differences from the usual look.
+LOOK_NOISE = (4.0, 3.0, 3.0)
+#: Difference (in noise-scaled units) where a cell starts to count as covered,
+#: and over how much more it is fully covered.
+LOOK_SCORE = (3.0, 2.0)
+#: The shift (cells, a 3-cell square) the face's patch may be off by.
+_LOOK_SHIFT = np.ones((3, 3), np.uint8)
+_LOOK_EDGE = np.ones((5, 5), np.uint8)
+_LOOK_GROW = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+#: Opened away: single cells (a 3x3 disc opening thinned the fingers away).
+_LOOK_SPECK = np.ones((2, 2), np.uint8)
+_LOOK_NOISE2 = np.square(np.array(LOOK_NOISE, np.float32))
+_ONES3 = np.ones(3, np.float32)
+
+
+def look_template(pts: np.ndarray) -> np.ndarray:
+    """The face-aligned patch's own landmark positions: ``pts`` moved and scaled
+    into a ``LOOK_SIZE`` square with room for the forehead (fixed per track)."""
+    p = pts.astype(np.float64)
+    lo, hi = p.min(0), p.max(0)
+    c = 0.5 * (lo + hi)
+    s = float(max(hi - lo)) + 1e-3
+    c[1] -= 0.08 * s  # the forehead above the brows
+    return ((p - c) * (0.78 * LOOK_SIZE / s) + 0.5 * LOOK_SIZE).astype(np.float32)
+
+
+def look_affine(pts: np.ndarray, template: np.ndarray) -> np.ndarray:
+    """The 2x3 affine taking frame coordinates of the face at ``pts`` into its patch."""
+    src = pts[_LOOK_FIT].astype(np.float64)
+    dst = template[_LOOK_FIT].astype(np.float64)
+    a = np.hstack([src, np.ones((len(src), 1))])
+    sol, *_ = np.linalg.lstsq(a, dst, rcond=None)
+    return sol.T.astype(np.float64)
+
+
+def look_sample(y: np.ndarray, u: np.ndarray, v: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """The face's Y, U, V in its patch (float32, LOOK_SIZE square, 3 channels).
+
+    Sampled at twice the patch size and averaged down, so that a cell is the
+    mean of its pixels (a sparse sample aliased and flickered with the skin's pores).
+    The cells' texture (mean luma gradient) was tried as a fourth channel: it
+    found little more of the hand case's fingers and more of the stage clip's
+    turning faces.
+    """
+    n = 2 * LOOK_SIZE
+    full = cv2.warpAffine(y, affine * 2.0, (n, n), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+    size = (LOOK_SIZE, LOOK_SIZE)
+    yy = cv2.resize(full, size, interpolation=cv2.INTER_AREA)
+    mh = affine.copy()
+    mh[:, :2] *= 2.0  # chroma planes are at half resolution (already a mean of 4 pixels)
+    uu = cv2.warpAffine(u, mh, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    vv = cv2.warpAffine(v, mh, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.merge([yy, uu, vv]).astype(np.float32)
+
+
+def look_fixed_zones(template: np.ndarray) -> np.ndarray:
+    """The eyes with their lids and the brows: a uint8 0/1 map in a track's patch
+    (``template``: its landmarks there, see :func:`look_template`), drawn once.
+
+    They change by themselves (blinks, frowns, raised brows: the zone reaches
+    above the brows) and are judged from their surroundings only (see
+    :func:`look_cover`); the patch follows the face, so they stay in place in it.
+    """
+    p = template.astype(np.float32)
+    feats = np.zeros((LOOK_SIZE, LOOK_SIZE), np.uint8)
+    for lo in (36, 42):
+        cv2.fillConvexPoly(feats, np.round(_eye_region(p, lo, lo + 6)).astype(np.int32), 1)
+    # A brow rises by a third of the eye distance (surprise, a sung note).
+    lift = np.array([0.0, 0.35 * float(np.hypot(*(p[36:42].mean(0) - p[42:48].mean(0))))],
+                    np.float32)
+    for lo, hi in _BROWS:
+        brow = np.concatenate([p[lo:hi], p[lo:hi] - lift])
+        cv2.fillConvexPoly(feats, cv2.convexHull(np.round(brow).astype(np.int32)), 1)
+    # So is the forehead above them: a nod changes how much of it and of the
+    # hairline shows (the stage clip's singer), which the patch cannot align.
+    feats[: max(0, int(float(p[17:27, 1].min())))] = 1
+    return cv2.dilate(feats, _DISC3)
+
+
+def look_zones(pts: np.ndarray, affine: np.ndarray, fixed: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(face, features, edge)``: uint8 0/1 maps in the patch of the face at ``pts``.
+
+    ``face`` is this frame's swapped outline less its ``edge`` (two cells: a
+    turn shows more or less of the temple and the cheek's edge, which the patch
+    cannot align); ``features`` the ``fixed`` ones (:func:`look_fixed_zones`,
+    value 1) and this frame's lips (value 2), which move in the patch as the
+    face speaks.
+    """
+    p = (pts.astype(np.float64) @ affine[:, :2].T + affine[:, 2]).astype(np.float32)
+    face = np.zeros((LOOK_SIZE, LOOK_SIZE), np.uint8)
+    cv2.fillPoly(face, [np.round(geometry(p)[1]).astype(np.int32)], 1)
+    inner = cv2.erode(face, _DISC3, iterations=2)
+    m = p[OUTER_MOUTH]
+    c = m.mean(0)
+    feats = fixed.copy()
+    cv2.fillConvexPoly(feats, cv2.convexHull(np.round(c + (m - c) * 1.4).astype(np.int32)), 2)
+    return inner, feats, face - inner
+
+
+def look_cover(sample: np.ndarray, mean: np.ndarray, var: np.ndarray, face: np.ndarray,
+               feats: np.ndarray, edge: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(cover, z)``: where the face differs strongly from its usual look (float32
+    0..1 in the patch), and the difference per cell in units of its usual spread.
+
+    ``mean`` and ``var`` are the face's running per-cell mean and variance
+    (``track.FaceTrack.observe_look``): a hand, even a skin-coloured one,
+    hides the nose, the brows and the cheeks' shading, which the face's own
+    reference has. A change of the whole face's light is taken out first
+    (the mean difference, see below). Differences are scaled by each cell's own usual
+    spread, so the cells that move by themselves (a jaw that talks, a
+    moustache) need more to count. The eyes and lips (``feats``) change by
+    themselves: they count as covered only when most of their surroundings are;
+    the outline's ``edge`` is covered where the cells beside it are.
+    """
+    inside = face.astype(bool) & ~feats.astype(bool)
+    mask = inside.astype(np.uint8)
+    if cv2.countNonZero(mask) < 20:
+        return np.zeros(face.shape, np.float32), np.zeros(face.shape, np.float32)
+    # The light's change: the mean difference of the cells near it (a hand
+    # covering a third of the face moved a plain mean by 7 grey levels).
+    d = sample - mean
+    m = np.array(cv2.mean(d, mask)[:3], np.float32)
+    near = cv2.inRange(d[..., 0], float(m[0]) - 12.0, float(m[0]) + 12.0) & mask
+    if cv2.countNonZero(near) >= 20:
+        m = np.array(cv2.mean(d, near)[:3], np.float32)
+    x = sample - m
+    # Compared with the range of the usual look around each cell, not with the
+    # cell alone: landmarks a little off (a turn, a frown) shift the patch,
+    # which then differs beside every edge of the face (brows, nose, jaw).
+    # Only the light is: the face's colour is nearly even outside its
+    # features, and the colour is what tells a hand from the face best.
+    k = _LOOK_SHIFT
+    d = x - mean
+    y = x[..., 0]
+    d[..., 0] = cv2.max(y - cv2.dilate(mean[..., 0], k), 0.0) - \
+        cv2.max(cv2.erode(mean[..., 0], k) - y, 0.0)
+    z2 = d * d / (cv2.dilate(var, k) + _LOOK_NOISE2)
+    z = np.sqrt(z2.reshape(-1, 3) @ _ONES3).reshape(face.shape)
+    score = np.clip((z - LOOK_SCORE[0]) * (1.0 / LOOK_SCORE[1]), 0.0, 1.0)
+    score *= inside
+    score = cv2.morphologyEx(score, cv2.MORPH_OPEN, _LOOK_SPECK)  # single cells: noise
+    if not score.any():  # the common case
+        return score, z
+    # A cell on the hand's edge is only partly different; the edge is drawn
+    # one cell out, two around the surely covered cells, so the photo's face
+    # does not show through it (two everywhere: the stage clip's identity fell
+    # from 0.75 to 0.55 with the obama photo, the weakly covered cells grew too).
+    sure = np.clip((score - 0.8) * 5.0, 0.0, 1.0)
+    score = cv2.max(cv2.dilate(score, _DISC3), cv2.dilate(sure, _LOOK_GROW))
+    # The features are covered as much as their surroundings are (compared
+    # with their own usual look, with the two cells' leeway a blink or a frown
+    # moves a lid or a brow by, the stage clip's raised brows were covered).
+    sigma = 0.06 * LOOK_SIZE
+    around = cv2.GaussianBlur(score, (0, 0), sigma)
+    weight = cv2.GaussianBlur(inside.astype(np.float32), (0, 0), sigma)
+    fill = np.clip((around / (weight + 1e-3) - 0.2) * (1.0 / 0.3), 0.0, 1.0)
+    out = np.where(feats.astype(bool), fill, score).astype(np.float32) * face
+    out = np.maximum(out, cv2.dilate(out, _LOOK_EDGE) * edge)
+    return out, z
+
+
+def cover_map(cover: tuple[np.ndarray, np.ndarray], box: tuple[int, int, int, int],
+              pts: np.ndarray, shape: tuple[int, int]) -> np.ndarray | None:
+    """A followed face's cover (``(template, patch map)``, see ``FaceTrack.cover``)
+    drawn into ``box`` at ``shape`` (half resolution) for the face at ``pts``."""
+    template, occ = cover
+    a = look_affine(pts, template)
+    x0, y0 = box[:2]
+    m = np.empty((2, 3), np.float64)
+    m[:, :2] = a[:, :2] * 2.0
+    m[:, 2] = a[:, :2] @ np.array([x0, y0], np.float64) + a[:, 2]
+    hh, hw = shape
+    out = cv2.warpAffine(occ, m, (hw, hh), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                         borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return out

@@ -60,7 +60,8 @@ class SwapHelper:
 
     def submit(self, y: np.ndarray, u: np.ndarray, v: np.ndarray, faces: list[np.ndarray],
                source: SourceFace, *, morph: float, keep_mouth: bool,
-               eye_refs: list | None = None, views: list | None = None) -> Job | None:
+               eye_refs: list | None = None, views: list | None = None,
+               covers: list | None = None) -> Job | None:
         """Start :func:`swap.swap_faces` on these planes.
 
         Returns the job to pass to :meth:`wait`, or None when the frame needs
@@ -74,7 +75,7 @@ class SwapHelper:
         h, w = crop[0].shape
         if h * w * 3 // 2 > self._slot:  # larger than the stream header said
             swap_faces(y, u, v, faces, source, morph=morph, keep_mouth=keep_mouth,
-                       eye_refs=eye_refs, views=views)
+                       eye_refs=eye_refs, views=views, covers=covers)
             return None
         slot = self._sent % self.depth
         bufs = _views(self._buf, slot * self._slot, h, w)
@@ -85,7 +86,8 @@ class SwapHelper:
                 self._conn.send(source)
                 self._has_source = True
             self._conn.send((slot, local, eye_refs or [None] * len(local), (h, w), morph,
-                             keep_mouth, views or [None] * len(local)))
+                             keep_mouth, views or [None] * len(local),
+                             covers or [None] * len(local)))
         except OSError as exc:
             raise _stopped() from exc
         self._sent += 1
@@ -143,12 +145,12 @@ def _serve(conn: Connection, shared, slot_size: int, parent: int) -> None:
     try:
         source: SourceFace = conn.recv()
         while True:
-            slot, faces, refs, (h, w), morph, keep_mouth, views = conn.recv()
+            slot, faces, refs, (h, w), morph, keep_mouth, views, covers = conn.recv()
             y, u, v = _views(buf, slot * slot_size, h, w)
             try:  # the crop is already the faces' union region (swap.faces_crop)
-                for pts, ref, view in zip(faces, refs, views, strict=True):
+                for pts, ref, view, cover in zip(faces, refs, views, covers, strict=True):
                     swap_one(y, u, v, pts, source, view, morph=morph, keep_mouth=keep_mouth,
-                             eye_ref=ref)
+                             eye_ref=ref, cover=cover)
             except Exception as exc:  # noqa: BLE001 - reported to the parent as one line
                 conn.send(f"processing failed: {type(exc).__name__}: {exc}".splitlines()[0])
                 continue

@@ -273,7 +273,7 @@ def _run(reader: VideoReader, writer: VideoWriter, source, opts: dict, stop: thr
                 return
             if item is _END:
                 break
-            frame, pts, faces, refs, views = item
+            frame, pts, faces, refs, views, covers = item
             job = None
             if faces:
                 t = time.monotonic()
@@ -281,10 +281,11 @@ def _run(reader: VideoReader, writer: VideoWriter, source, opts: dict, stop: thr
                 y, u, v = planes(frame)
                 if swapper is not None:
                     job = swapper.submit(y, u, v, faces, source, morph=opts["morph"],
-                                         keep_mouth=keep_mouth, eye_refs=refs, views=views)
+                                         keep_mouth=keep_mouth, eye_refs=refs, views=views,
+                                         covers=covers)
                 else:
                     swap_faces(y, u, v, faces, source, morph=opts["morph"],
-                               keep_mouth=keep_mouth, eye_refs=refs, views=views)
+                               keep_mouth=keep_mouth, eye_refs=refs, views=views, covers=covers)
                 swapped += 1
                 st.swap += time.monotonic() - t
             pending.append((frame, pts, job))
@@ -355,14 +356,14 @@ def _run(reader: VideoReader, writer: VideoWriter, source, opts: dict, stop: thr
             source.to_yuv(matrix)
         t = time.monotonic()
         y, u, v = planes(frame)
-        tracks = tracker.step(y, done, describe=_describer(y, u, v, matrix))
+        tracks = tracker.step(y, done, describe=_describer(y, u, v, matrix), chroma=(u, v))
         st.track += time.monotonic() - t
         if not tracks:
             st.unswapped.append(done)
         t = time.monotonic()
         views = choosers.choose(tracks, (width, height)) if choosers is not None else None
         item = (frame, pts, [tr.pts.copy() for tr in tracks], [tr.eye_ref for tr in tracks],
-                views)
+                views, [tr.cover for tr in tracks])
         if not _put(swap_q, item, stop, poll):
             break
         st.wait_encode += time.monotonic() - t

@@ -130,7 +130,8 @@ def preview_frame(image_path: str | list[str], video_path: str, at_s: float, *,
                         matrix = matrix_for(reader.colorspace, frame.height)
                         source.to_yuv(matrix)
                     y, u, v = planes(frame)
-                    tracks = tracker.step(y, index, describe=_describer(y, u, v, matrix))
+                    tracks = tracker.step(y, index, describe=_describer(y, u, v, matrix),
+                                          chroma=(u, v))
                     index += 1
                     last = (frame, t, tracks)
                     if t + 0.5 / float(reader.rate or 30) >= at_s:
@@ -151,7 +152,8 @@ def preview_frame(image_path: str | list[str], video_path: str, at_s: float, *,
             views = (Choosers(source).choose(tracks, (frame.width, frame.height))
                      if isinstance(source, FaceLibrary) else None)
             swap_faces(y, u, v, faces, source, morph=opts["morph"], keep_mouth=keep_mouth,
-                       eye_refs=[tr.eye_ref for tr in tracks], views=views)
+                       eye_refs=[tr.eye_ref for tr in tracks], views=views,
+                       covers=[tr.cover for tr in tracks])
         _jpeg(frame, preview_path)
     finally:
         reader.close()

@@ -15,11 +15,14 @@ from .source import SourceFace, match_sharpness
 
 def swap_face(y: np.ndarray, u: np.ndarray, v: np.ndarray, target: np.ndarray,
               src: SourceFace, *, morph: float, keep_mouth: bool,
-              eye_ref: tuple[float, float] | None = None) -> None:
+              eye_ref: tuple[float, float] | None = None,
+              cover: tuple[np.ndarray, np.ndarray] | None = None) -> None:
     """Replace the face at landmarks ``target`` in planes (y, u, v) with the source face.
 
     ``eye_ref``: the target face's usual eye openings (``FaceTrack.eye_ref``;
     None when unknown), so that its blinks show (see ``blend.eye_closure``).
+    ``cover``: what covers the target face in this frame (``FaceTrack.cover``:
+    a hand; None: nothing), kept in front of the swapped face.
     """
     h, w = y.shape
     fh_t, _, ring = warp.geometry(target)
@@ -55,6 +58,10 @@ def swap_face(y: np.ndarray, u: np.ndarray, v: np.ndarray, target: np.ndarray,
     if keep is not None:
         alpha *= keep
     occ = blend.occluders(base_y, base_uv, box, target, io)
+    if cover is not None:
+        # Drawn on the liquified face (dst), where the frame's hand now is.
+        hand = blend.cover_map(cover, box, dst, alpha.shape)
+        occ = hand if occ is None else np.maximum(occ, hand)
     if occ is not None:
         alpha *= 1.0 - occ
     if not src.sharpness_matched:
@@ -122,30 +129,36 @@ def faces_crop(y: np.ndarray, u: np.ndarray, v: np.ndarray, faces: list[np.ndarr
 
 def swap_faces(y: np.ndarray, u: np.ndarray, v: np.ndarray, faces: list[np.ndarray],
                src, *, morph: float, keep_mouth: bool,
-               eye_refs: list | None = None, views: list | None = None) -> None:
+               eye_refs: list | None = None, views: list | None = None,
+               covers: list | None = None) -> None:
     """:func:`swap_face` for every face, inside the crop :func:`faces_crop` chooses.
 
-    ``eye_refs``: per face, its ``eye_ref`` (see :func:`swap_face`). ``src`` is a
-    SourceFace, or a ``library.FaceLibrary`` with ``views`` the choice per face.
+    ``eye_refs``, ``covers``: per face, its ``eye_ref`` and ``cover`` (see
+    :func:`swap_face`). ``src`` is a SourceFace, or a ``library.FaceLibrary``
+    with ``views`` the choice per face.
     """
     found = faces_crop(y, u, v, faces)
     if found is not None:
-        refs = eye_refs or [None] * len(faces)
-        for pts, ref, view in zip(found[1], refs, views or [None] * len(faces), strict=True):
-            swap_one(*found[0], pts, src, view, morph=morph, keep_mouth=keep_mouth, eye_ref=ref)
+        none = [None] * len(faces)
+        for pts, ref, view, cover in zip(found[1], eye_refs or none, views or none,
+                                         covers or none, strict=True):
+            swap_one(*found[0], pts, src, view, morph=morph, keep_mouth=keep_mouth, eye_ref=ref,
+                     cover=cover)
 
 
 def swap_one(y: np.ndarray, u: np.ndarray, v: np.ndarray, target: np.ndarray, src,
              view, *, morph: float, keep_mouth: bool,
-             eye_ref: tuple[float, float] | None = None) -> None:
+             eye_ref: tuple[float, float] | None = None,
+             cover: tuple[np.ndarray, np.ndarray] | None = None) -> None:
     """:func:`swap_face` of a photo (``view`` None) or of a library's chosen views."""
     if view is None:
-        swap_face(y, u, v, target, src, morph=morph, keep_mouth=keep_mouth, eye_ref=eye_ref)
+        swap_face(y, u, v, target, src, morph=morph, keep_mouth=keep_mouth, eye_ref=eye_ref,
+                  cover=cover)
     else:
         from .library import swap_views
 
         swap_views(y, u, v, target, src, view, morph=morph, keep_mouth=keep_mouth,
-                   eye_ref=eye_ref)
+                   eye_ref=eye_ref, cover=cover)
 
 
 def _keep(src: SourceFace, maps: warp.Maps, hidden) -> np.ndarray:

@@ -21,12 +21,24 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from .blend import eye_aspect
+from .blend import (
+    eye_aspect,
+    look_affine,
+    look_cover,
+    look_fixed_zones,
+    look_sample,
+    look_template,
+    look_zones,
+)
 from .detect import Rect, detect_faces, detect_near, iou
 from .landmarks import interocular, predict_landmarks
 
 #: Frames of eye openings kept per face (3 s at 30 fps) for ``FaceTrack.eye_ref``.
 EYE_HISTORY = 90
+#: Frames a new track's usual look is learnt from before it is compared
+#: (``FaceTrack.observe_look``), and the rate at which it follows the face after.
+LOOK_LEARN = 15
+LOOK_RATE = 0.04
 #: Descriptor distance under which a face is the chosen person (``Tracker(target=)``).
 TARGET_MATCH = 0.6
 #: Frames between checks that the followed face is still the chosen person (a
@@ -89,6 +101,59 @@ class FaceTrack:
         self._eyes: deque = deque(maxlen=EYE_HISTORY)
         self.eye_ref: tuple[float, float] | None = None
         self.observe_eyes()
+        #: What covers the face in this frame (a hand): ``(template, map)`` in
+        #: the face's patch (see ``blend.cover_map``), or None.
+        self.cover: tuple[np.ndarray, np.ndarray] | None = None
+        self._template: np.ndarray | None = None
+        self._zones: tuple | None = None
+        self._look_n = 0
+        self._mean = self._var = self._last = None
+
+    def observe_look(self, y: np.ndarray, u: np.ndarray, v: np.ndarray) -> None:
+        """Compare this frame's face with its usual look, then update that look.
+
+        The usual look is a running mean and variance per cell of the face's
+        patch (``blend.look_sample``), learnt over the first ``LOOK_LEARN``
+        frames and then followed at ``LOOK_RATE`` only where the face is not
+        covered, so a hand held in front is not learnt as the face. Sets
+        :attr:`cover`: a hand is skin-coloured, so the frame's own skin cannot
+        tell it from the face (``blend.occluders``), but the face's own look can.
+        The map goes off over a few frames (averaged with the last frame's), so
+        it does not flicker.
+        """
+        if self._template is None:
+            self._template = look_template(self.pts)
+            self._zones = look_fixed_zones(self._template)
+        a = look_affine(self.pts, self._template)
+        s = look_sample(y, u, v, a)
+        if self._look_n < LOOK_LEARN:
+            self._look_n += 1
+            if self._mean is None:
+                self._mean, self._var = s, np.zeros_like(s)
+            else:
+                d = s - self._mean
+                r = 1.0 / self._look_n
+                self._mean += r * d
+                self._var += r * (d * d - self._var)
+            self.cover = None
+            return
+        score, z = look_cover(s, self._mean, self._var, *look_zones(self.pts, a, self._zones))
+        if self._last is not None and self._last.any():  # on at once, off over frames
+            score = np.maximum(score, 0.5 * (score + self._last))
+        self._last = score
+        # Cells far from their usual look are learnt slowly (a hand held
+        # still for seconds is taken in, a passing one is not).
+        q = z * (1.0 / 2.5)
+        g = np.exp(-(q * q))
+        np.maximum(g, 0.05, out=g)
+        g *= LOOK_RATE
+        if score.any():
+            g *= np.square(1.0 - score)
+        w = cv2.merge([g, g, g])
+        d = s - self._mean
+        self._mean += w * d
+        self._var += w * (d * d - self._var)
+        self.cover = (self._template, score) if float(score.max()) > 0.05 else None
 
     def observe_eyes(self) -> None:
         """Add this frame's eye openings to the history that sets :attr:`eye_ref`.
@@ -253,13 +318,15 @@ class Tracker:
         return cut
 
     def step(self, grey: np.ndarray, index: int,
-             describe: Describer | None = None
-             ) -> list[FaceTrack]:
+             describe: Describer | None = None,
+             chroma: tuple[np.ndarray, np.ndarray] | None = None) -> list[FaceTrack]:
         """Process one frame's luma plane; return the tracks to swap in it.
 
         ``describe(pts)`` returns a thunk computing the face descriptor of the
         face at landmarks ``pts`` in this frame (the pixels are copied at once,
         the descriptor is computed only when called); used to re-identify.
+        ``chroma``: the frame's (U, V) planes; with them every track's
+        :attr:`FaceTrack.cover` is worked out (``FaceTrack.observe_look``).
         """
         self.describe = describe
         cut = self._is_cut(grey)
@@ -293,6 +360,9 @@ class Tracker:
             # (many_faces, or nothing tracked) need the whole frame.
             local = bool(self.tracks) and not (cut or lost or self.many_faces)
             self._detect(grey, index, local)
+        if chroma is not None:
+            for t in self.tracks:
+                t.observe_look(grey, *chroma)
         self.prev = np.array(grey, copy=True)
         self.prev_half = half
         return list(self.tracks)
