@@ -202,32 +202,18 @@ def occluders(base_y: np.ndarray, base_uv: np.ndarray, box: tuple[int, int, int,
     return cv2.resize(score, (hw, hh), interpolation=cv2.INTER_LINEAR)
 
 
-#: Where the relighting does not sample the faces (see :func:`feature_zones`):
-#: the brows, as landmark index groups (the eyes are added with their lids).
-_BROWS = ((17, 22), (22, 27))
+def eye_zones(shape: tuple[int, int], box: tuple[int, int, int, int],
+              pts: np.ndarray) -> np.ndarray:
+    """The eyes with their lids (``_eye_region``): uint8 0/1 at ``shape``.
 
-
-def feature_zones(shape: tuple[int, int], box: tuple[int, int, int, int], pts: np.ndarray,
-                  io: float) -> tuple[np.ndarray, np.ndarray]:
-    """``(brows and eyes, eyes)``: uint8 0/1 maps at ``shape`` (half resolution of ``box``).
-
-    The light of a face is read from its skin only (see ``color.match_colour``):
-    blurred with the brows and eyes in, the target's dark brows darkened the
-    photo's forehead beside them (a ghost brow) and the photo's dark lids and
-    eyeliner were lifted toward the target's bright skin (a glowing patch).
-    The eyes' colour is the target's (see ``swap.swap_face``).
+    ``shape`` is the half resolution of ``box`` (the masks' resolution); the
+    map tells :func:`frame_grain` where the photo keeps its own fine detail.
     """
-    hh, hw = shape
     p = (pts - np.array(box[:2], np.float32)) * 0.5
-    eyes = np.zeros((hh, hw), np.uint8)
+    eyes = np.zeros(shape, np.uint8)
     for lo in (36, 42):
         cv2.fillConvexPoly(eyes, np.round(_eye_region(p, lo, lo + 6)).astype(np.int32), 1)
-    zones = eyes.copy()
-    for lo, hi in _BROWS:
-        cv2.fillConvexPoly(zones, cv2.convexHull(np.round(p[lo:hi]).astype(np.int32)), 1)
-    grow = int(round(0.18 * io * 0.5)) | 1
-    zones = cv2.dilate(zones, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow)))
-    return zones, eyes
+    return eyes
 
 
 #: The frame's finest detail band that the face takes (see :func:`frame_grain`):

@@ -188,22 +188,6 @@ def test_colour_correction_matches_target_lighting():
     assert abs(float(y.mean()) - (16 + LIGHT_RATIO[0] * (float(src_y.mean()) - 16))) < 2
 
 
-def test_relighting_reads_the_light_from_skin_only():
-    # A dark band (a brow) in the target that the photo does not have, left
-    # out of the light's weights, does not darken the photo's skin beside it.
-    src_y = np.full((64, 64), 150, np.uint8)
-    tgt_y = np.full((64, 64), 150, np.uint8)
-    tgt_y[20:28] = 40
-    uv = np.full((32, 32, 2), 128, np.uint8)
-    mask = np.ones((32, 32), np.float32)
-    skin = mask.copy()
-    skin[9:15] = 0.0
-    y_all, _ = match_colour(src_y, uv, tgt_y, uv, mask, 60.0)
-    y_skin, _ = match_colour(src_y, uv, tgt_y, uv, mask, 60.0, skin=skin)
-    assert float(y_all[14:34].mean()) < 140  # the ghost brow
-    assert abs(float(y_skin[14:34].mean()) - 150) < 3
-
-
 def test_colorspace_round_trip():
     rng = np.random.default_rng(3)
     img = cv2.GaussianBlur(rng.integers(0, 255, (64, 64, 3)).astype(np.uint8), (0, 0), 3)
