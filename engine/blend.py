@@ -278,6 +278,8 @@ _LOOK_GROW = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
 _LOOK_SPECK = np.ones((2, 2), np.uint8)
 _LOOK_NOISE2 = np.square(np.array(LOOK_NOISE, np.float32))
 _ONES3 = np.ones(3, np.float32)
+#: The brows, as landmark index groups.
+_LOOK_BROWS = ((17, 22), (22, 27))
 
 
 def look_template(pts: np.ndarray) -> np.ndarray:
@@ -336,7 +338,7 @@ def look_fixed_zones(template: np.ndarray) -> np.ndarray:
     # A brow rises by a third of the eye distance (surprise, a sung note).
     lift = np.array([0.0, 0.35 * float(np.hypot(*(p[36:42].mean(0) - p[42:48].mean(0))))],
                     np.float32)
-    for lo, hi in _BROWS:
+    for lo, hi in _LOOK_BROWS:
         brow = np.concatenate([p[lo:hi], p[lo:hi] - lift])
         cv2.fillConvexPoly(feats, cv2.convexHull(np.round(brow).astype(np.int32)), 1)
     # So is the forehead above them: a nod changes how much of it and of the
