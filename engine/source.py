@@ -25,6 +25,16 @@ from .warp import geometry, mesh_points, triangulate
 #: from its better-seen half, mirrored (see :func:`mirror_hidden_half`).
 MIRROR_YAW_DEG = 20.0
 
+#: A photo whose warped face has more Laplacian energy than this times the
+#: target's (first swapped frame) is softened once (see :func:`match_sharpness`).
+#: Since the face takes the frame's finest band (``blend.frame_grain``), the
+#: photo's own finest texture no longer reaches the output, and softening it to
+#: 0.8x (the earlier aim) left a waxy face on a sharp head: at 1.6 sharp_ratio
+#: rose from 0.57 to 0.72 on talk_720p + face_woman and from 0.68 to 0.78 on
+#: talk_480sq + face_woman; added flicker on the 480 clip from 0.31 to 0.73
+#: (limit 1.0). Not softening at all: 0.82 there.
+SOFTEN_ABOVE = 1.6
+
 #: The face is stored at most this wide (jaw to jaw, pixels): enough for 1080p targets.
 MAX_FACE_PX = 360
 
@@ -232,7 +242,7 @@ def match_sharpness(src: SourceFace, face_y: np.ndarray, base_y: np.ndarray,
     fine texture turns every sub-pixel motion into flicker. Compares the
     Laplacian energy of the warped source and the target inside the face on
     the first swapped frame and blurs the source planes (once per task) with
-    the smallest sigma that brings it down to the target's level.
+    the smallest sigma that brings it down to SOFTEN_ABOVE times the target's.
     """
     src.sharpness_matched = True
     a = cv2.resize(alpha, (face_y.shape[1], face_y.shape[0])) > 0.9
@@ -244,9 +254,6 @@ def match_sharpness(src: SourceFace, face_y: np.ndarray, base_y: np.ndarray,
         return float(np.mean(np.abs(lap[a])))
 
     target = energy(base_y)
-    # Aim a little below the target's level: the warp's interpolation and the
-    # encoder soften the video's own face too (measured: stability and looks).
-    k_t = 0.8
     have = energy(face_y)
     if have < target * 0.6:
         # A softer photo than the video (an old or upscaled photo): its
@@ -257,13 +264,13 @@ def match_sharpness(src: SourceFace, face_y: np.ndarray, base_y: np.ndarray,
         src.y = cv2.addWeighted(src.y, gain, low, 1.0 - gain, 0.0)
         src.refresh_mirror()
         return -gain
-    if have <= target * k_t:
+    if have <= target * SOFTEN_ABOVE:
         return 0.0
     # Frame-space sigma -> source-space sigma through the warp's scale.
     chosen = 0.0
     for sigma in (0.5, 0.8, 1.1, 1.5, 2.0):
         chosen = sigma
-        if energy(cv2.GaussianBlur(face_y, (0, 0), sigma)) <= target * k_t:
+        if energy(cv2.GaussianBlur(face_y, (0, 0), sigma)) <= target * SOFTEN_ABOVE:
             break
     scale = src.scale_to_frame or 1.0
     s_src = chosen / scale
