@@ -11,9 +11,14 @@ one executor per slot a crash (``kill -9``, a segfault in native code) fails exa
 the job on that slot; the slot's executor is rebuilt and the others go on.
 
 Progress and cancellation use multiprocessing primitives handed to each worker at
-start: one queue for ``(task_id, frames_done, frames_total, fps)`` messages (read by
-a thread and handed to the event loop), and a shared array in which slot ``i`` holds
-the sequence number of the job that must stop.
+start: a pipe per worker process for ``(task_id, kind, payload)`` messages (read by a
+thread and handed to the event loop), and a shared array in which slot ``i`` holds
+the sequence number of the job that must stop. A pipe, not one queue shared by all
+workers: a ``multiprocessing.Queue`` writes under a lock shared between processes, and
+a worker killed while its feeder thread held it left the lock taken for good. Every
+later worker then hung at exit (joining its feeder thread), and the server's shutdown
+with it (seen once in CI, after the test that kills a worker). A pipe has one writer
+and dies with its worker's executor.
 """
 
 from __future__ import annotations
@@ -95,7 +100,7 @@ class Dispatcher(Protocol):
 _worker: dict[str, Any] = {}
 
 
-def _init_worker(slot: int, queue: Any, cancel_flags: Any, server_pid: int,
+def _init_worker(slot: int, conn: Any, cancel_flags: Any, server_pid: int,
                  memory_mb: int = 0) -> None:
     """Pool initializer: keep the channels and warm the models once per process.
 
@@ -114,7 +119,13 @@ def _init_worker(slot: int, queue: Any, cancel_flags: Any, server_pid: int,
     with contextlib.suppress(OSError):
         os.nice(WORKER_NICENESS)
     die_with_parent(server_pid)
-    _worker.update(slot=slot, queue=queue, cancel=cancel_flags, pid=os.getpid())
+    lock = threading.Lock()  # the pipeline's threads report progress: one send at a time
+
+    def send(message: tuple[str, str, Any]) -> None:
+        with lock:
+            conn.send(message)
+
+    _worker.update(slot=slot, send=send, cancel=cancel_flags, pid=os.getpid())
     with contextlib.suppress(Exception):
         from engine.pipeline import preload
 
@@ -124,9 +135,9 @@ def _init_worker(slot: int, queue: Any, cancel_flags: Any, server_pid: int,
 def _run_job(job_fields: dict[str, Any], seq: int) -> dict[str, Any]:
     import engine
 
-    queue, cancel, slot = _worker["queue"], _worker["cancel"], _worker["slot"]
+    send, cancel, slot = _worker["send"], _worker["cancel"], _worker["slot"]
     task_id = job_fields["task_id"]
-    queue.put((task_id, "started", os.getpid()))
+    send((task_id, "started", os.getpid()))
     last = [0.0, -1]
 
     def progress(done: int, total: int, fps: float) -> None:
@@ -134,7 +145,7 @@ def _run_job(job_fields: dict[str, Any], seq: int) -> dict[str, Any]:
         percent = int(100 * done / total) if total else 0
         if now - last[0] >= PROGRESS_INTERVAL or percent != last[1] or done == total:
             last[0], last[1] = now, percent
-            queue.put((task_id, "progress", (done, total, fps, time.time())))
+            send((task_id, "progress", (done, total, fps, time.time())))
 
     return engine.run_swap(job_fields, progress=progress,
                            should_cancel=lambda: cancel[slot] == seq)
@@ -149,9 +160,9 @@ class LocalDispatcher:
         self.slots = max(1, slots)
         self.memory_mb = memory_mb
         self._mp = multiprocessing.get_context("spawn")  # no fork of a threaded server
-        self._queue = self._mp.Queue()
         self._cancel = self._mp.Array("q", self.slots, lock=False)
         self._executors: list[ProcessPoolExecutor | None] = [None] * self.slots
+        self._stops: list[threading.Event | None] = [None] * self.slots  # their pipes' readers
         self._free: asyncio.Queue[int] = asyncio.Queue()
         for slot in range(self.slots):
             self._free.put_nowait(slot)
@@ -162,29 +173,38 @@ class LocalDispatcher:
         self._cancelled: set[str] = set()
         self.worker_restarts = 0
         self._loop = loop or asyncio.get_running_loop()
-        self._reader = threading.Thread(target=self._read_queue, name="progress-reader",
-                                        daemon=True)
-        self._reader.start()
 
     def _executor(self, slot: int) -> ProcessPoolExecutor:
         executor = self._executors[slot]
         if executor is None:
+            reader, writer = self._mp.Pipe(duplex=False)
             executor = ProcessPoolExecutor(
                 1, mp_context=self._mp, initializer=_init_worker,
-                initargs=(slot, self._queue, self._cancel, os.getpid(), self.memory_mb))
-            self._executors[slot] = executor
+                initargs=(slot, writer, self._cancel, os.getpid(), self.memory_mb))
+            stop = threading.Event()
+            threading.Thread(target=self._read_pipe, args=(reader, writer, stop),
+                             name=f"progress-reader-{slot}", daemon=True).start()
+            self._executors[slot], self._stops[slot] = executor, stop
         return executor
 
-    def _read_queue(self) -> None:
-        while True:
-            try:
-                message = self._queue.get()
-            except (EOFError, OSError, ValueError):
-                return
-            if message is None:
-                return
-            with contextlib.suppress(RuntimeError):  # loop closed during shutdown
-                self._loop.call_soon_threadsafe(self._on_message, message)
+    def _read_pipe(self, reader: Any, writer: Any, stop: threading.Event) -> None:
+        """Hand one worker's messages to the event loop until its executor is gone.
+
+        Runs on its own thread. The server keeps the pipe's write end open (a worker
+        the executor starts later inherits it), so the end is told by ``stop``.
+        """
+        try:
+            while not stop.is_set():
+                if not reader.poll(0.5):
+                    continue
+                message = reader.recv()
+                with contextlib.suppress(RuntimeError):  # loop closed during shutdown
+                    self._loop.call_soon_threadsafe(self._on_message, message)
+        except Exception:  # noqa: BLE001 - a worker killed mid-message: its pipe is done
+            pass
+        finally:
+            reader.close()
+            writer.close()
 
     def _on_message(self, message: tuple[str, str, Any]) -> None:
         task_id, kind, payload = message
@@ -230,6 +250,12 @@ class LocalDispatcher:
         executor, self._executors[slot] = self._executors[slot], None
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
+        self._stop_reader(slot)
+
+    def _stop_reader(self, slot: int) -> None:
+        stop, self._stops[slot] = self._stops[slot], None
+        if stop is not None:
+            stop.set()
 
     def cancel(self, task_id: str) -> None:
         """Ask the job to stop between frames; kill its process if it does not."""
@@ -259,5 +285,4 @@ class LocalDispatcher:
             executor, self._executors[slot] = self._executors[slot], None
             if executor is not None:
                 await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
-        self._queue.put(None)
-        self._reader.join(timeout=5)
+            self._stop_reader(slot)
