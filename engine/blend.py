@@ -239,14 +239,24 @@ def frame_grain(face_y: np.ndarray, base_y: np.ndarray, eyes: np.ndarray, face_p
     """
     sigma = min(GRAIN_SIGMA_PX[1], max(GRAIN_SIGMA_PX[0], face_px * GRAIN_SIGMA))
     h, w = face_y.shape
+    # blur(face) + (base - blur(base)) is base + blur(face - base): one blur, not two.
     base = base_y.astype(np.float32)
-    detail = cv2.subtract(base, cv2.GaussianBlur(base, (0, 0), sigma))
-    swapped = cv2.add(cv2.GaussianBlur(face_y, (0, 0), sigma), detail)
-    if not eyes.any():
+    swapped = cv2.add(base, cv2.GaussianBlur(cv2.subtract(face_y, base), (0, 0), sigma))
+    ex, ey, ew, eh = cv2.boundingRect(eyes)
+    if ew == 0:
         return swapped
-    keep = cv2.resize(cv2.GaussianBlur(eyes.astype(np.float32), (0, 0), max(0.6, 0.1 * io)),
-                      (w, h), interpolation=cv2.INTER_LINEAR)
-    return cv2.blendLinear(swapped, face_y, 1.0 - keep, keep)
+    # The eyes' feathered map over their own box only (a tenth of the face's pixels).
+    feather = max(0.6, 0.1 * io)
+    m = int(3 * feather + 2)
+    x0, y0 = max(0, ex - m), max(0, ey - m)
+    x1, y1 = min(eyes.shape[1], ex + ew + m), min(eyes.shape[0], ey + eh + m)
+    x1, y1 = min(x1, w // 2), min(y1, h // 2)
+    keep = cv2.GaussianBlur(eyes[y0:y1, x0:x1].astype(np.float32), (0, 0), feather)
+    keep = cv2.resize(keep, (2 * (x1 - x0), 2 * (y1 - y0)), interpolation=cv2.INTER_LINEAR)
+    box = np.s_[2 * y0:2 * y1, 2 * x0:2 * x1]
+    swapped[box] = cv2.blendLinear(swapped[box], np.ascontiguousarray(face_y[box]),
+                                   1.0 - keep, keep)
+    return swapped
 
 
 def composite(base: np.ndarray, face: np.ndarray, alpha: np.ndarray) -> np.ndarray:

@@ -361,8 +361,12 @@ class Tracker:
             local = bool(self.tracks) and not (cut or lost or self.many_faces)
             self._detect(grey, index, local)
         if chroma is not None:
+            # Every other frame while nothing covers the face (0.3 ms a face on
+            # this, the tracking thread, which bounds the frame rate at 480x480);
+            # every frame while something does, so the cover follows it.
             for t in self.tracks:
-                t.observe_look(grey, *chroma)
+                if t.cover is not None or index % 2 == 0:
+                    t.observe_look(grey, *chroma)
         self.prev = np.array(grey, copy=True)
         self.prev_half = half
         return list(self.tracks)
