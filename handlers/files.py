@@ -6,8 +6,6 @@ from __future__ import annotations
 from handlers import fields
 from handlers.base import BaseHandler
 from handlers.media import MediaHandler
-from services import ServiceError
-from storage import PathRefused
 
 
 class FileListHandler(BaseHandler):
@@ -28,12 +26,8 @@ class DeleteFileHandler(BaseHandler):
 class ThumbnailHandler(MediaHandler):
     """Thumbnails are media like the files they show: streamed from disk, owner-checked."""
 
-    def resolve(self, raw: str) -> str:
-        user = self.require_user()
-        try:
-            resolved = self.ctx.media.resolve_thumb(raw, user.username, user.is_admin)
-        except PathRefused as exc:
-            raise ServiceError(exc.msg, exc.code) from None
+    def locate(self, raw: str, username: str, is_admin: bool) -> str:
+        resolved = self.ctx.media.resolve_thumb(raw, username, is_admin)
         return str(resolved.relative_to(self.ctx.media.thumbs))
 
     def get_content_type(self) -> str:

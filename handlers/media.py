@@ -34,13 +34,20 @@ class MediaHandler(BaseHandler, tornado.web.StaticFileHandler):
         return path
 
     def resolve(self, raw: str) -> str:
-        """The checked file behind the client path, relative to this handler's root."""
+        """The checked file behind the client path, relative to this handler's root.
+
+        Signs the caller in and maps a refused path to its error; a handler serving
+        another tree overrides :meth:`locate` only.
+        """
         user = self.require_user()
         try:
-            resolved = self.ctx.media.resolve(raw, user.username, user.is_admin)
+            return self.locate(raw, user.username, user.is_admin)
         except PathRefused as exc:
             raise ServiceError(exc.msg, exc.code) from None
-        return self.ctx.media.relative(resolved)
+
+    def locate(self, raw: str, username: str, is_admin: bool) -> str:
+        """Override point: ``raw``'s owner-checked file relative to the root (or PathRefused)."""
+        return self.ctx.media.relative(self.ctx.media.resolve(raw, username, is_admin))
 
     async def get(self, path: str = "", include_body: bool = True) -> None:
         self.require_user()
