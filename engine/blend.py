@@ -25,6 +25,7 @@ BLINK = (0.12, 0.38)
 def face_mask(box: tuple[int, int, int, int], pts: np.ndarray, poly: np.ndarray, io: float, *,
               keep_mouth: float, eyes: tuple[float, float] = (0.0, 0.0),
               eyeballs: tuple[float, float] = (0.0, 0.0),
+              eye_open: tuple[float, float] | None = None,
               feather: float = 0.12, shrink: float = 0.05) -> np.ndarray:
     """Feathered alpha (float32 0..1: 1 is the photo's face) at half resolution of ``box``.
 
@@ -33,7 +34,8 @@ def face_mask(box: tuple[int, int, int, int], pts: np.ndarray, poly: np.ndarray,
     speech; the photo's open mouth is painted shut in :mod:`engine.source`);
     ``keep_mouth`` (0..1) shows the target's lips too. ``eyes`` (0..1 each)
     shows the target's own left/right eye region: a blink or squint of the
-    target (see :func:`eye_closure`).
+    target (see :func:`eye_closure`), at least as tall as the eye opened to
+    ``eye_open`` (its usual eye aspect ratios, ``FaceTrack.eye_ref``).
 
     Drawn at quarter resolution (a feathered edge has no fine detail) and
     upsampled once; the holes for mouth and eyes have a narrower feather.
@@ -74,9 +76,9 @@ def face_mask(box: tuple[int, int, int, int], pts: np.ndarray, poly: np.ndarray,
     # Only while the target opens an eye much wider than the photo's (see
     # ``eyes_wider``) do its eyeballs show: the photo's lids and lashes
     # stretched over a wide-open eye smeared into dark sockets.
-    for (lo, hi), w, b in zip(((36, 42), (42, 48)), eyes, eyeballs, strict=True):
+    for k, ((lo, hi), w, b) in enumerate(zip(((36, 42), (42, 48)), eyes, eyeballs, strict=True)):
         if w > 0.02:
-            fill(_eye_region(pts, lo, hi), w)
+            fill(_eye_region(pts, lo, hi, eye_open[k] if eye_open else 0.0), w)
         if b > 0.02:
             e = pts[lo:hi]
             c = e.mean(0)
@@ -88,9 +90,15 @@ def face_mask(box: tuple[int, int, int, int], pts: np.ndarray, poly: np.ndarray,
     return mask.astype(np.float32) * (1.0 / 255.0)
 
 
-def _eye_region(pts: np.ndarray, lo: int, hi: int) -> np.ndarray:
+def _eye_region(pts: np.ndarray, lo: int, hi: int, usual: float = 0.0) -> np.ndarray:
     """Polygon around one eye and its lids: the eye outline grown about its centre
-    (1.5x along the eye, 2.6x across it, the upper lid up to near the brow)."""
+    (1.5x along the eye, 2.6x across it, the upper lid up to near the brow).
+
+    ``usual``: the eye's usual aspect ratio; the polygon is at least as tall as the
+    eye opened that wide. A blinking eye's own outline is a slit, and the
+    photo's open eye, squeezed into it, left its lashes and liner smeared over the
+    target's closed lids above and below it.
+    """
     e = pts[lo:hi].astype(np.float32)
     c = e.mean(0)
     axis = e[3] - e[0]
@@ -99,7 +107,8 @@ def _eye_region(pts: np.ndarray, lo: int, hi: int) -> np.ndarray:
     rel = e - c
     along, across = rel @ axis, rel @ normal
     width = float(along.max() - along.min())
-    across = np.sign(across) * np.maximum(np.abs(across) * 2.6, 0.22 * width)
+    across = np.sign(across) * np.maximum(np.abs(across) * 2.6,
+                                          max(0.22, 1.3 * usual) * width)
     return (c + np.outer(along * 1.5, axis) + np.outer(across, normal)).astype(np.float32)
 
 
@@ -214,6 +223,30 @@ def eye_zones(shape: tuple[int, int], box: tuple[int, int, int, int],
     for lo in (36, 42):
         cv2.fillConvexPoly(eyes, np.round(_eye_region(p, lo, lo + 6)).astype(np.int32), 1)
     return eyes
+
+
+def skin_zones(shape: tuple[int, int], box: tuple[int, int, int, int],
+               pts: np.ndarray, poly: np.ndarray, io: float) -> np.ndarray:
+    """Bare skin: float32 0/1 at ``shape`` (the half resolution of ``box``).
+
+    The face outline (``poly``) without the eyes with their lids, the brows and the
+    mouth: where ``color.match_colour`` takes the target's own shading
+    (``color.SKIN_SIGMA``). The nose counts as skin: left out, the photo's
+    shadow beside it stayed as a grey band on talk_720p with face_woman.
+    """
+    off = np.array(box[:2], np.float32)
+    p = (pts - off) * 0.5
+    out = np.zeros(shape, np.uint8)
+    cv2.fillPoly(out, [np.round((poly - off) * 0.5).astype(np.int32)], 1)
+    t = max(1, int(round(0.12 * io)))
+    for lo in (36, 42):
+        cv2.fillConvexPoly(out, np.round(_eye_region(p, lo, lo + 6)).astype(np.int32), 0)
+    for lo, hi in ((17, 22), (22, 27)):
+        cv2.polylines(out, [np.round(p[lo:hi]).astype(np.int32)], False, 0, thickness=2 * t)
+    m = p[OUTER_MOUTH]
+    c = m.mean(0)
+    cv2.fillConvexPoly(out, np.round(c + (m - c) * 1.15).astype(np.int32), 0)
+    return out.astype(np.float32)
 
 
 #: The frame's finest detail band that the face takes (see :func:`frame_grain`):

@@ -53,7 +53,7 @@ def swap_face(y: np.ndarray, u: np.ndarray, v: np.ndarray, target: np.ndarray,
     io = float(np.hypot(*(dst[36:42].mean(0) - dst[42:48].mean(0))))
     keep = _keep(src, maps, hidden) if src.has_cut else None
     alpha = blend.face_mask(box, dst, poly_d, io, keep_mouth=1.0 if keep_mouth else 0.0,
-                            eyes=blend.eye_closure(target, eye_ref),
+                            eyes=blend.eye_closure(target, eye_ref), eye_open=eye_ref,
                             eyeballs=blend.eyes_wider(target, src.eye_ratios))
     if keep is not None:
         alpha *= keep
@@ -69,7 +69,9 @@ def swap_face(y: np.ndarray, u: np.ndarray, v: np.ndarray, target: np.ndarray,
         if match_sharpness(src, face_y, base_y, alpha):
             face_y = _sample(src.y, src.y_m, maps.src_full, maps.mir_full, hidden, 0)
     face_uv = _sample(src.uv, src.uv_m, maps.src_half, maps.mir_half, hidden, 1)
-    cy, cuv = color.match_colour(face_y, face_uv, base_y, base_uv, alpha, face_px)
+    skin = (blend.skin_zones(alpha.shape, box, dst, poly_d, io)
+            if face_px > color.SKIN_FACE_PX[0] else None)
+    cy, cuv = color.match_colour(face_y, face_uv, base_y, base_uv, alpha, face_px, skin)
     alpha_full = cv2.resize(alpha, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
     cy = blend.frame_grain(cy, base_y, blend.eye_zones(alpha.shape, box, dst), face_px, io)
     y[y0:y1, x0:x1] = blend.composite(base_y, cy, alpha_full)

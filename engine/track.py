@@ -46,6 +46,9 @@ TARGET_MATCH = 0.6
 #: to be them is not described again while it stays in place.
 TARGET_VERIFY = 60
 
+#: Eyelid and inner-lip points: watched closely in flow-only frames (``FaceTrack.update``).
+_EXPRESSIVE_PTS = np.r_[37, 38, 40, 41, 43, 44, 46, 47, 61, 62, 63, 65, 66, 67]
+
 Describer = Callable[[np.ndarray], Callable[[], "np.ndarray | None"]]
 
 # 11-pixel windows, 10 iterations: 45% cheaper than 15/20 with the same
@@ -91,6 +94,7 @@ class FaceTrack:
     #: forces a measurement, a blink or a mouth movement (6+ points) still does.
     MOVE = 0.04
     DEFORM = 0.08
+    LIDS = 0.03
 
     def __init__(self, pts: np.ndarray, rect: Rect) -> None:
         self.pts = pts.astype(np.float32)
@@ -243,10 +247,18 @@ class FaceTrack:
             # the predictor would only be fused in at k_min weight there.
             # Larger or non-rigid motion (an expression, a quick turn) is
             # measured at once, so there is no lag on fast motion.
-            move = flow[good] - p[good]
+            move_all = flow - p
+            move = move_all[good]
             rigid = float(np.hypot(*shift))
             resid = float(_quantile(np.abs(move - shift).max(1), 0.95))
             measure = rigid > self.MOVE * io or resid > self.DEFORM * io
+            if not measure:
+                # Lids and lips: a blink or a word starts with a small move of
+                # a few points, or with points the flow loses (a closing lid
+                # takes its texture with it), well under DEFORM.
+                lips = _EXPRESSIVE_PTS
+                measure = not bool(good[lips].all()) or float(
+                    np.abs(move_all[lips] - shift).max()) > self.LIDS * io
         if not measure:
             if good.sum() < 40:
                 return False

@@ -280,16 +280,20 @@ def test_high_quality_runs(media, tmp_path):
     assert res["frames"] == 8 and res["swapped_frames"] == 8
 
 
-def test_output_eyes_follow_a_blinking_target(media, tmp_path, read_video):
-    """talk_720p blinks near frame 10: the swapped face blinks with it (dlib's full model
-    measures the eye opening on input and output at the input's face box)."""
+@pytest.mark.parametrize("photo", ["face_obama.jpg", "face_woman.jpg"])
+def test_output_eyes_follow_a_blinking_target(media, tmp_path, read_video, photo):
+    """talk_720p blinks near frame 8: the swapped face blinks with it (dlib's full model
+    measures the eye opening on input and output at the input's face box). With
+    face_woman's made-up eyes the blink did not show (eye aspect 0.30 in the output
+    against 0.17 in the input): the photo's lashes and liner, squeezed into the closed
+    eye's slit, stayed smeared over the target's lids around it."""
     import sys
 
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "bench"))
     import looks
 
     out = str(tmp_path / "out.mp4")
-    swap_video(media("face_obama.jpg"), media("talk_720p.mp4"), out, max_frames=40)
+    swap_video(media(photo), media("talk_720p.mp4"), out, max_frames=40)
     fin, fout = read_video(media("talk_720p.mp4"), 40), read_video(out)
     found = looks.measure(fin, fout, every=2)
     ear_in = np.array([looks.eye_ratio(f.pts_in) for f in found.frames])
