@@ -43,8 +43,8 @@ def swap_face(y: np.ndarray, u: np.ndarray, v: np.ndarray, target: np.ndarray,
     if moved:
         # The liquify only moves points inside the ring, which lies inside the
         # box, so the chroma can be sampled from the box crop alone.
-        base_y = warp.remap(y, maps.tgt_full)
-        base_uv = warp.remap(base_uv, maps.tgt_half)
+        base_y = warp.remap_relative(y, maps.tgt_full)
+        base_uv = warp.remap_relative(base_uv, maps.tgt_half)
     else:
         base_y = y[y0:y1, x0:x1]
     hidden = _hidden_weights(box, dst, src.hidden_side) if src.hidden_side else None

@@ -111,8 +111,10 @@ class Maps:
     ``src_full``/``src_half`` sample the source image (luma / chroma planes),
     ``tgt_full`` samples the frame itself (the liquify) and ``tgt_half`` the
     chroma crop of the box (its coordinates start at the box corner); both
-    are None without a liquify. ``mir_full``/``mir_half`` sample the
-    source's mirror image (None unless asked for, see ``compute_maps``).
+    are None without a liquify, and both are displacements from the output
+    pixel's own position (sample them with :func:`remap_relative`).
+    ``mir_full``/``mir_half`` sample the source's mirror image (None unless
+    asked for, see ``compute_maps``).
     """
 
     __slots__ = ("box", "src_full", "src_half", "tgt_full", "tgt_half", "mir_full", "mir_half")
@@ -162,13 +164,13 @@ def compute_maps(box: tuple[int, int, int, int], dst: np.ndarray, src: np.ndarra
         return cv2.resize(d, halfsize, interpolation=cv2.INTER_LINEAR)
 
     def upsample(d: np.ndarray) -> np.ndarray:
-        # Full-resolution map = exact pixel grid + upsampled displacement, so
-        # it is exactly the identity wherever nothing moves. The box offset is
-        # added on the small grid (bilinear resizing keeps constants) and the
-        # pixel grid is one contiguous add of a cached array.
-        m = cv2.resize(d + np.array([x0, y0], np.float32), full,
-                       interpolation=cv2.INTER_LINEAR)
-        return cv2.add(m, _pixel_grid(full[0], full[1]))
+        # Full-resolution map = upsampled displacement, which OpenCV adds to
+        # the output pixel's position (WARP_RELATIVE_MAP), so it is exactly
+        # the identity wherever nothing moves. The box offset is added on the
+        # small grid (bilinear resizing keeps constants). Adding the pixel
+        # grid here instead gave the same pixels at one more full-size pass.
+        return cv2.resize(d + np.array([x0, y0], np.float32), full,
+                          interpolation=cv2.INTER_LINEAR)
 
     out = Maps()
     out.box = box
@@ -197,31 +199,21 @@ def compute_maps(box: tuple[int, int, int, int], dst: np.ndarray, src: np.ndarra
     out.tgt_full = out.tgt_half = None
     if tgt is not None:
         d = np.dstack([maps[-2] - gx, maps[-1] - gy])
-        half = to_half(d) * 0.5
-        out.tgt_half = cv2.add(half, _pixel_grid(halfsize[0], halfsize[1]))
+        out.tgt_half = to_half(d) * 0.5
         out.tgt_full = upsample(d)
     return out
-
-
-_grid = np.zeros((0, 0, 2), np.float32)
-
-
-def _pixel_grid(w: int, h: int) -> np.ndarray:
-    """(h, w, 2) float32 array of (x, y) pixel coordinates (a view of a cached grid)."""
-    global _grid
-    gh, gw = _grid.shape[:2]
-    if gh < h or gw < w:
-        gh, gw = max(gh, h + 64), max(gw, w + 64)
-        grid = np.empty((gh, gw, 2), np.float32)
-        grid[..., 0] = np.arange(gw, dtype=np.float32)[None, :]
-        grid[..., 1] = np.arange(gh, dtype=np.float32)[:, None]
-        _grid = grid
-    return _grid[:h, :w]
 
 
 def remap(plane: np.ndarray, m: np.ndarray) -> np.ndarray:
     """Sample ``plane`` (1 or 2 channels) at the (H, W, 2) float32 map ``m``."""
     return cv2.remap(plane, m, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def remap_relative(plane: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Sample ``plane`` at each output pixel's own position plus the (H, W, 2)
+    float32 displacement ``d`` (the liquify maps, see :class:`Maps`)."""
+    return cv2.remap(plane, d, None, cv2.INTER_LINEAR | cv2.WARP_RELATIVE_MAP,
+                     borderMode=cv2.BORDER_REPLICATE)
 
 
 def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
