@@ -116,6 +116,9 @@ class SourceFace:
         off = cv2.GaussianBlur(uv, (0, 0), sigma / 2) - cv2.GaussianBlur(uvm, (0, 0), sigma / 2)
         self.uv_m = np.clip(uvm + off, 0, 255).astype(np.uint8)
         self.keep_m = np.ascontiguousarray(self.keep[:, ::-1])
+    #: ``(planes it was made from, U V keep keep, its mirror)``: made by
+    #: ``swap._chroma`` for one four-channel remap.
+    chroma4: tuple | None = field(default=None, repr=False, compare=False)
     sharpness_matched: bool = False
     scale_to_frame: float = 1.0  # frame pixels per source pixel (set per frame by the swap)
 
