@@ -110,8 +110,11 @@ def match_colour(src_y: np.ndarray, src_uv: np.ndarray, tgt_y: np.ndarray, tgt_u
         ratio += weight * np.maximum(narrow - ratio, 0.0)
         ratio = cv2.resize(ratio, (ccw * 2, cch * 2), interpolation=cv2.INTER_LINEAR)
     ratio = _grow(ratio, hh * 2, hw * 2)
-    y = cv2.subtract(src_y, 16, dtype=cv2.CV_32F)
-    y = cv2.multiply(y, ratio)
+    # In place, and numpy's uint8 -> float32 conversion: OpenCV's subtract
+    # with a dtype change was 0.10 ms a 272x336 box, this 0.07 (same values).
+    y = src_y.astype(np.float32)
+    y -= 16.0
+    cv2.multiply(y, ratio, dst=y)
     y += 16.0
     if skin is not None:
         # The photo's fine skin colour (freckles, the edges of its blush) mostly goes.
