@@ -75,7 +75,7 @@ def swap_face(y: np.ndarray, u: np.ndarray, v: np.ndarray, target: np.ndarray,
             face_c = _sample(*_chroma(src), maps.src_half, maps.mir_half, hidden, 1)
     skin = (blend.skin_zones(alpha.shape, box, dst, poly_d, io)
             if face_px > color.SKIN_FACE_PX[0] else None)
-    cy, cuv = color.match_colour(face_y, face_c[..., :2], base_y, base_uv, alpha, face_px, skin)
+    cy, cuv = color.match_colour(face_y, _uv(face_c), base_y, base_uv, alpha, face_px, skin)
     alpha_full = cv2.resize(alpha, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
     cy = blend.frame_grain(cy, base_y, blend.eye_zones(alpha.shape, box, dst), face_px, io)
     y[y0:y1, x0:x1] = blend.composite(base_y, cy, alpha_full)
@@ -169,6 +169,17 @@ def _keep(face_c: np.ndarray) -> np.ndarray:
     """The photo's forehead-hair cut (see ``forehead_keep``) warped into the box, 0..1,
     from the sampled :func:`_chroma` planes."""
     return cv2.multiply(face_c[..., 2], 1.0 / 255.0, dtype=cv2.CV_32F)
+
+
+def _uv(face_c: np.ndarray) -> np.ndarray:
+    """Channels 0 and 1 (U, V) of a four-channel uint8 plane, as a contiguous (H, W, 2) array.
+
+    Copied as one 16-bit value a pixel: numpy converts a strided two-of-four
+    channel view to float32 twenty times slower than a contiguous one (0.15
+    against 0.007 ms a 136x168 box; this copy 0.01 ms).
+    """
+    h, w = face_c.shape[:2]
+    return np.ascontiguousarray(face_c.view(np.uint16)[..., 0]).view(np.uint8).reshape(h, w, 2)
 
 
 def _chroma(src: SourceFace) -> tuple[np.ndarray, np.ndarray | None]:
