@@ -176,11 +176,16 @@ def covered_side(bgr: np.ndarray, pts: np.ndarray) -> bool:
     face are alike. Compared per side: the luma contrast of the eye-and-brow
     region and the Lab distance of its median to the mid-face skin.
     """
-    lab = cv2.cvtColor(bgr, cv2.COLOR_BGR2LAB).astype(np.float32)
     io = interocular(pts)
+    grow = max(3, int(0.1 * io))
+    # Worked out in the box around the landmarks (and the regions' dilation):
+    # the same pixels, without converting the whole photo (with _teeth's box,
+    # 26 -> 4 ms a task on a 1145x1145 photo, more on its first OpenCV calls).
+    (x0, y0, x1, y1), off = _around(bgr.shape, pts, grow + 2)
+    lab = cv2.cvtColor(bgr[y0:y1, x0:x1], cv2.COLOR_BGR2LAB).astype(np.float32)
     ring = pts[[2, 3, 13, 14, 30]]
-    m = np.zeros(bgr.shape[:2], np.uint8)
-    cv2.fillConvexPoly(m, cv2.convexHull(np.round(ring).astype(np.int32)), 1)
+    m = np.zeros(lab.shape[:2], np.uint8)
+    cv2.fillConvexPoly(m, cv2.convexHull(np.round(ring).astype(np.int32)) - off, 1)
     skin = lab[m.astype(bool)]
     if len(skin) < 30:
         return False
@@ -188,10 +193,10 @@ def covered_side(bgr: np.ndarray, pts: np.ndarray) -> bool:
     stats = []
     for brow, eye in ((slice(17, 22), slice(36, 42)), (slice(22, 27), slice(42, 48))):
         region = np.concatenate([pts[brow], pts[eye]])
-        r = np.zeros(bgr.shape[:2], np.uint8)
+        r = np.zeros(lab.shape[:2], np.uint8)
         hull = cv2.convexHull(np.round(region).astype(np.int32))
-        cv2.fillConvexPoly(r, hull, 1)
-        r = cv2.dilate(r, np.ones((max(3, int(0.1 * io)),) * 2, np.uint8)).astype(bool)
+        cv2.fillConvexPoly(r, hull - off, 1)
+        r = cv2.dilate(r, np.ones((grow,) * 2, np.uint8)).astype(bool)
         px = lab[r]
         if len(px) < 20:
             return False
@@ -250,23 +255,41 @@ def analyse(bgr: np.ndarray, faces: list | None = None,
     return report
 
 
+def _around(shape: tuple[int, ...], pts: np.ndarray, margin: int
+            ) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    """The box (x0, y0, x1, y1) around the rounded landmarks ``pts`` grown by ``margin``
+    and clipped to an image of ``shape``, and its corner as an int32 offset."""
+    q = np.round(pts).astype(np.int32)
+    x0, y0 = np.maximum(q.min(0) - margin, 0)
+    x1, y1 = np.minimum(q.max(0) + margin + 1, [shape[1], shape[0]])
+    x0, y0, x1, y1 = int(x0), int(y0), max(int(x0), int(x1)), max(int(y0), int(y1))
+    return (x0, y0, x1, y1), np.array([x0, y0], np.int32)
+
+
 def _teeth(bgr: np.ndarray, pts: np.ndarray) -> bool:
     """Teeth shown: many bright, unsaturated pixels between the inner lips."""
-    m = np.zeros(bgr.shape[:2], np.uint8)
-    cv2.fillPoly(m, [np.round(pts[60:68]).astype(np.int32)], 1)
+    # In the box around the lips: the same pixels as the whole photo's.
+    (x0, y0, x1, y1), off = _around(bgr.shape, pts[48:68], 2)
+    sub = bgr[y0:y1, x0:x1]
+    m = np.zeros(sub.shape[:2], np.uint8)
+    cv2.fillPoly(m, [np.round(pts[60:68]).astype(np.int32) - off], 1)
     sel = m.astype(bool)
     if sel.sum() < 20:
         return False
-    full = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)
-    hsv, lip = full[sel], full[_lip_mask(bgr.shape[:2], pts)]
+    full = cv2.cvtColor(sub, cv2.COLOR_BGR2HSV)
+    hsv, lip = full[sel], full[_lip_mask(sub.shape[:2], pts, off)]
     if len(lip) < 20:
         return False
     bright = (hsv[:, 2] > np.median(lip[:, 2]) * 1.15) & (hsv[:, 1] < np.median(lip[:, 1]) * 0.7)
     return float(bright.mean()) > 0.25
 
 
-def _lip_mask(shape: tuple[int, int], pts: np.ndarray) -> np.ndarray:
+def _lip_mask(shape: tuple[int, int], pts: np.ndarray,
+              off: np.ndarray | None = None) -> np.ndarray:
+    """The lips (outer less inner polygon) in an image of ``shape`` whose corner is
+    at ``off`` (int32 x, y) in the landmarks' coordinates (None: at the origin)."""
+    o = np.zeros(2, np.int32) if off is None else off
     m = np.zeros(shape, np.uint8)
-    cv2.fillPoly(m, [np.round(pts[48:60]).astype(np.int32)], 1)
-    cv2.fillPoly(m, [np.round(pts[60:68]).astype(np.int32)], 0)
+    cv2.fillPoly(m, [np.round(pts[48:60]).astype(np.int32) - o], 1)
+    cv2.fillPoly(m, [np.round(pts[60:68]).astype(np.int32) - o], 0)
     return m.astype(bool)
