@@ -237,27 +237,35 @@ def eye_zones(shape: tuple[int, int], box: tuple[int, int, int, int],
 
 
 def skin_zones(shape: tuple[int, int], box: tuple[int, int, int, int],
-               pts: np.ndarray, poly: np.ndarray, io: float) -> np.ndarray:
-    """Bare skin: float32 0/1 at ``shape`` (the half resolution of ``box``).
+               pts: np.ndarray, poly: np.ndarray, io: float) -> tuple[np.ndarray, np.ndarray]:
+    """Bare skin, and bare skin with the eyelids: float32 0/1 maps at ``shape``
+    (the half resolution of ``box``), for ``color.match_colour``.
 
-    The face outline (``poly``) without the eyes with their lids, the brows and the
-    mouth: where ``color.match_colour`` takes the target's own shading
-    (``color.SKIN_SIGMA``). The nose counts as skin: left out, the photo's
-    shadow beside it stayed as a grey band on talk_720p with face_woman.
+    The first is the face outline (``poly``) without the eyes with their lids,
+    the brows and the mouth: where the target's own shading is taken
+    (``color.SKIN_SIGMA``). The nose counts as skin: left out, the photo's shadow
+    beside it stayed as a grey band on talk_720p with face_woman. The second adds
+    the lids (all but the eye itself): where the photo's fine colour goes, so its
+    eye shadow and the blush on its lids do not stay as a red glow over the eyes.
     """
     off = np.array(box[:2], np.float32)
     p = (pts - off) * 0.5
-    out = np.zeros(shape, np.uint8)
-    cv2.fillPoly(out, [np.round((poly - off) * 0.5).astype(np.int32)], 1)
-    t = max(1, int(round(0.12 * io)))
-    for lo in (36, 42):
-        cv2.fillConvexPoly(out, np.round(_eye_region(p, lo, lo + 6)).astype(np.int32), 0)
-    for lo, hi in ((17, 22), (22, 27)):
-        cv2.polylines(out, [np.round(p[lo:hi]).astype(np.int32)], False, 0, thickness=2 * t)
+    skin = np.zeros(shape, np.uint8)
+    cv2.fillPoly(skin, [np.round((poly - off) * 0.5).astype(np.int32)], 1)
     m = p[OUTER_MOUTH]
     c = m.mean(0)
-    cv2.fillConvexPoly(out, np.round(c + (m - c) * 1.15).astype(np.int32), 0)
-    return out.astype(np.float32)
+    cv2.fillConvexPoly(skin, np.round(c + (m - c) * 1.15).astype(np.int32), 0)
+    colour = skin.copy()
+    for lo in (36, 42):
+        cv2.fillConvexPoly(skin, np.round(_eye_region(p, lo, lo + 6)).astype(np.int32), 0)
+        e = p[lo:lo + 6]
+        c = e.mean(0)
+        cv2.fillConvexPoly(colour, np.round(c + (e - c) * 1.3).astype(np.int32), 0)
+    t = max(1, int(round(0.12 * io)))
+    for lo, hi in ((17, 22), (22, 27)):
+        for a in (skin, colour):
+            cv2.polylines(a, [np.round(p[lo:hi]).astype(np.int32)], False, 0, thickness=2 * t)
+    return skin.astype(np.float32), colour.astype(np.float32)
 
 
 #: The frame's finest detail band that the face takes (see :func:`frame_grain`):

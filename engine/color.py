@@ -43,14 +43,16 @@ SKIN_FACE_PX = (100.0, 160.0)
 
 
 def match_colour(src_y: np.ndarray, src_uv: np.ndarray, tgt_y: np.ndarray, tgt_uv: np.ndarray,
-                 mask_half: np.ndarray, face_px: float, skin: np.ndarray | None = None
+                 mask_half: np.ndarray, face_px: float,
+                 skin: tuple[np.ndarray, np.ndarray] | None = None
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Return float32 (Y, UV) of the source face relit to match the target.
 
     ``mask_half`` (float32 0..1, chroma resolution) marks where both faces are
     valid; ``face_px`` is the face width in luma pixels (sets the blur width);
-    ``skin`` (float32 0..1, chroma resolution, ``blend.skin_zones``; None: not
-    used) where the target's narrower shading is taken too (``SKIN_SIGMA``).
+    ``skin``: ``blend.skin_zones``'s two maps (float32 0..1, chroma resolution;
+    None: not used), where the target's narrower shading is taken too
+    (``SKIN_SIGMA``) and where the photo's fine colour goes (``SKIN_CHROMA``).
     """
     hh, hw = mask_half.shape
     # Work at ~32 px across the face: the correction is smooth by construction.
@@ -97,7 +99,7 @@ def match_colour(src_y: np.ndarray, src_uv: np.ndarray, tgt_y: np.ndarray, tgt_u
         skin = None
         ratio = cv2.resize(ratio, (cw * 2, ch * 2), interpolation=cv2.INTER_LINEAR)
     else:
-        sk = cv2.resize(skin[:cch, :ccw], fine, interpolation=area) * mc
+        sk = cv2.resize(skin[0][:cch, :ccw], fine, interpolation=area) * mc
         ty = cv2.resize(tgt_y[:2 * cch:2, :2 * ccw:2], fine, interpolation=area).astype(np.float32)
         sy = cv2.resize(src_y[:2 * cch:2, :2 * ccw:2], fine, interpolation=area).astype(np.float32)
         sn = max(0.8, face_px * SKIN_SIGMA / (2.0 * kc))
@@ -119,7 +121,7 @@ def match_colour(src_y: np.ndarray, src_uv: np.ndarray, tgt_y: np.ndarray, tgt_u
     if skin is not None:
         # The photo's fine skin colour (freckles, the edges of its blush) mostly goes.
         detail = uv - _grow(cv2.resize(src_s, (ccw, cch), interpolation=cv2.INTER_LINEAR), hh, hw)
-        uv -= detail * (cv2.GaussianBlur(skin, (0, 0), 2.0) * (SKIN_CHROMA * reach))[..., None]
+        uv -= detail * (cv2.GaussianBlur(skin[1], (0, 0), 2.0) * (SKIN_CHROMA * reach))[..., None]
     # A pixel darker than the skin around it (a brow, lashes, a nostril) takes
     # that much less of the offset: chroma is intensity times chromaticity, and
     # the skin's full offset turned the photo's dark brows and liner red-brown.
