@@ -58,7 +58,7 @@ def swap_face(y: np.ndarray, u: np.ndarray, v: np.ndarray, target: np.ndarray,
     keep = _keep(face_c) if src.has_cut else None
     alpha = blend.face_mask(box, dst, poly_d, io, keep_mouth=1.0 if keep_mouth else 0.0,
                             eyes=blend.eye_closure(target, eye_ref), eye_open=eye_ref,
-                            eyeballs=blend.eyes_wider(target, src.eye_ratios))
+                            eyeballs=blend.eyes_wider(target, src.eye_ratios, face_px))
     if keep is not None:
         alpha *= keep
     occ = blend.occluders(base_y, base_uv, box, target, io)

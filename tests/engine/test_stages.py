@@ -157,6 +157,18 @@ def test_tracker_follows_a_blink_from_its_first_frame(talk_frames):
     assert max(gaps[4:12]) < 0.06, [round(g, 3) for g in gaps]
 
 
+def test_small_faces_need_a_wider_eye_before_the_targets_eyeballs_show():
+    from engine.blend import eye_aspect, eyes_wider
+
+    eye = np.array([[0, 0], [3, -2.2], [7, -2.2], [10, 0], [7, 2.2], [3, 2.2]], np.float32)
+    pts = np.zeros((68, 2), np.float32)
+    pts[36:42], pts[42:48] = eye, eye + [30, 0]
+    photo = (eye_aspect(eye) / 1.45,) * 2  # the target opens its eyes 1.45x the photo's
+    large, small = eyes_wider(pts, photo, 300.0), eyes_wider(pts, photo, 60.0)
+    assert large[0] > 0.5 and large == (large[0], large[0])
+    assert small == (0.0, 0.0)
+
+
 def test_warp_reproduces_an_affine_map(media):
     img = cv2.imread(media("face_obama.jpg"))
     grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
