@@ -40,6 +40,11 @@ SKIN_SIGMA = 0.035
 SKIN_RATIO = (0.5, 2.0)
 SKIN_CHROMA = 0.7
 SKIN_FACE_PX = (100.0, 160.0)
+#: The chroma offset's share by a pixel's luma relative to the photo's smoothed
+#: skin around it: none at 0.35 of it and below, all from 0.85 up. Scaled by the
+#: plain ratio (all from 1.0), the midtones of a black-and-white photo stayed grey
+#: on the target's pink skin (face_bw_man on talk_720p).
+DARK_OFFSET = (0.35, 0.85)
 
 
 def match_colour(src_y: np.ndarray, src_uv: np.ndarray, tgt_y: np.ndarray, tgt_uv: np.ndarray,
@@ -122,13 +127,14 @@ def match_colour(src_y: np.ndarray, src_uv: np.ndarray, tgt_y: np.ndarray, tgt_u
         # The photo's fine skin colour (freckles, the edges of its blush) mostly goes.
         detail = uv - _grow(cv2.resize(src_s, (ccw, cch), interpolation=cv2.INTER_LINEAR), hh, hw)
         uv -= detail * (cv2.GaussianBlur(skin[1], (0, 0), 2.0) * (SKIN_CHROMA * reach))[..., None]
-    # A pixel darker than the skin around it (a brow, lashes, a nostril) takes
-    # that much less of the offset: chroma is intensity times chromaticity, and
-    # the skin's full offset turned the photo's dark brows and liner red-brown.
+    # A pixel much darker than the skin around it (a brow, lashes, a nostril)
+    # takes less of the offset (``DARK_OFFSET``): chroma is intensity times
+    # chromaticity, and the skin's full offset turned the photo's dark brows and
+    # liner red-brown.
     off = _grow(cv2.resize(off, (ccw, cch), interpolation=cv2.INTER_LINEAR), hh, hw)
     lsc = _grow(cv2.resize(ls, (cw, ch), interpolation=cv2.INTER_LINEAR), hh, hw)
-    dark = np.clip((src_y[::2, ::2].astype(np.float32) - 16.0) / np.maximum(lsc - 16.0, 4.0),
-                   0.0, 1.0)
+    rel = (src_y[::2, ::2].astype(np.float32) - 16.0) / np.maximum(lsc - 16.0, 4.0)
+    dark = np.clip((rel - DARK_OFFSET[0]) / (DARK_OFFSET[1] - DARK_OFFSET[0]), 0.0, 1.0)
     uv += off * dark[..., None]
     return y, uv
 
