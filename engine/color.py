@@ -101,7 +101,7 @@ def match_colour(src_y: np.ndarray, src_uv: np.ndarray, tgt_y: np.ndarray, tgt_u
     off = ltc[..., :2] / den - src_s
     reach = min(1.0, max(0.0, (face_px - SKIN_FACE_PX[0]) / (SKIN_FACE_PX[1] - SKIN_FACE_PX[0])))
     if skin is None or reach == 0:
-        skin = None
+        skin = None  # a small face: neither the skin's shading nor its colour below
         ratio = cv2.resize(ratio, (cw * 2, ch * 2), interpolation=cv2.INTER_LINEAR)
     else:
         sk = cv2.resize(skin[0][:cch, :ccw], fine, interpolation=area) * mc
