@@ -66,31 +66,34 @@ def face_mask(box: tuple[int, int, int, int], pts: np.ndarray, poly: np.ndarray,
         cv2.fillPoly(hole, [p], int(round(255 * (1.0 - min(1.0, weight)))),
                      lineType=cv2.LINE_AA, shift=shift)
 
-    inner = pts[INNER_MOUTH]
     if keep_mouth > 0:
         fill(pts[OUTER_MOUTH], keep_mouth)
     # The inner mouth grown a little: the lip line of a closed mouth, where
     # the photo's (shut) lips meet, stays the target's own crease.
-    c = inner.mean(0)
-    fill(c + (inner - c) * MOUTH_GROW, 1.0)
+    fill(_grown(pts[INNER_MOUTH], MOUTH_GROW), 1.0)
     # The target's eye region shows during a blink. Its eyeballs always
     # showing (its gaze) was tried: ear_corr 0.33 -> 0.46 on talk_480sq with
     # the woman's photo, but identity on the stage clip fell from 0.6 to 0.3.
     # Only while the target opens an eye much wider than the photo's (see
     # ``eyes_wider``) do its eyeballs show: the photo's lids and lashes
     # stretched over a wide-open eye smeared into dark sockets.
-    for k, ((lo, hi), w, b) in enumerate(zip(((36, 42), (42, 48)), eyes, eyeballs, strict=True)):
+    for (lo, hi), w, b, usual in zip(((36, 42), (42, 48)), eyes, eyeballs,
+                                     eye_open or (0.0, 0.0), strict=True):
         if w > 0.02:
-            fill(_eye_region(pts, lo, hi, eye_open[k] if eye_open else 0.0), w)
+            fill(_eye_region(pts, lo, hi, usual), w)
         if b > 0.02:
-            e = pts[lo:hi]
-            c = e.mean(0)
-            fill(c + (e - c) * 1.1, b)
+            fill(_grown(pts[lo:hi], 1.1), b)
     if hole.min() < 255:
         hole = cv2.GaussianBlur(hole, (0, 0), max(0.5, io * fx * 0.05))
         mask = cv2.multiply(mask, hole, scale=1.0 / 255.0)
     mask = cv2.resize(mask, (hw, hh), interpolation=cv2.INTER_LINEAR)
     return mask.astype(np.float32) * (1.0 / 255.0)
+
+
+def _grown(points: np.ndarray, k: float) -> np.ndarray:
+    """A polygon's points moved ``k`` times as far from their centre (mean)."""
+    c = points.mean(0)
+    return c + (points - c) * k
 
 
 def _eye_region(pts: np.ndarray, lo: int, hi: int, usual: float = 0.0) -> np.ndarray:
@@ -250,10 +253,11 @@ def eye_zones(shape: tuple[int, int], box: tuple[int, int, int, int],
     return eyes
 
 
-def skin_zones(shape: tuple[int, int], box: tuple[int, int, int, int],
-               pts: np.ndarray, poly: np.ndarray, io: float) -> tuple[np.ndarray, np.ndarray]:
-    """Bare skin, and bare skin with the eyelids: float32 0/1 maps at ``shape``
-    (the half resolution of ``box``), for ``color.match_colour``.
+def skin_zones(eyes: np.ndarray, box: tuple[int, int, int, int], pts: np.ndarray,
+               poly: np.ndarray, io: float) -> tuple[np.ndarray, np.ndarray]:
+    """Bare skin, and bare skin with the eyelids: float32 0/1 maps at the shape of
+    ``eyes`` (:func:`eye_zones`' map, the half resolution of ``box``), for
+    ``color.match_colour``.
 
     The first is the face outline (``poly``) without the eyes with their lids,
     the brows and the mouth: where the target's own shading is taken
@@ -264,17 +268,13 @@ def skin_zones(shape: tuple[int, int], box: tuple[int, int, int, int],
     """
     off = np.array(box[:2], np.float32)
     p = (pts - off) * 0.5
-    skin = np.zeros(shape, np.uint8)
+    skin = np.zeros(eyes.shape, np.uint8)
     cv2.fillPoly(skin, [np.round((poly - off) * 0.5).astype(np.int32)], 1)
-    m = p[OUTER_MOUTH]
-    c = m.mean(0)
-    cv2.fillConvexPoly(skin, np.round(c + (m - c) * 1.15).astype(np.int32), 0)
+    cv2.fillConvexPoly(skin, np.round(_grown(p[OUTER_MOUTH], 1.15)).astype(np.int32), 0)
     colour = skin.copy()
+    skin[eyes > 0] = 0
     for lo in (36, 42):
-        cv2.fillConvexPoly(skin, np.round(_eye_region(p, lo, lo + 6)).astype(np.int32), 0)
-        e = p[lo:lo + 6]
-        c = e.mean(0)
-        cv2.fillConvexPoly(colour, np.round(c + (e - c) * 1.3).astype(np.int32), 0)
+        cv2.fillConvexPoly(colour, np.round(_grown(p[lo:lo + 6], 1.3)).astype(np.int32), 0)
     t = max(1, int(round(0.12 * io)))
     for lo, hi in ((17, 22), (22, 27)):
         for a in (skin, colour):
@@ -450,10 +450,9 @@ def look_zones(pts: np.ndarray, affine: np.ndarray, fixed: np.ndarray
     face = np.zeros((LOOK_SIZE, LOOK_SIZE), np.uint8)
     cv2.fillPoly(face, [np.round(geometry(p)[1]).astype(np.int32)], 1)
     inner = cv2.erode(face, _DISC3, iterations=2)
-    m = p[OUTER_MOUTH]
-    c = m.mean(0)
     feats = fixed.copy()
-    cv2.fillConvexPoly(feats, cv2.convexHull(np.round(c + (m - c) * 1.4).astype(np.int32)), 2)
+    mouth = np.round(_grown(p[OUTER_MOUTH], 1.4)).astype(np.int32)
+    cv2.fillConvexPoly(feats, cv2.convexHull(mouth), 2)
     return inner, feats, face - inner
 
 

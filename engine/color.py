@@ -47,6 +47,13 @@ SKIN_FACE_PX = (100.0, 160.0)
 DARK_OFFSET = (0.35, 0.85)
 
 
+def skin_reach(face_px: float) -> float:
+    """How much of the skin's own shading and colour a face ``face_px`` wide takes (0..1,
+    see ``SKIN_FACE_PX``); at 0, ``match_colour`` needs no ``skin`` maps."""
+    lo, hi = SKIN_FACE_PX
+    return min(1.0, max(0.0, (face_px - lo) / (hi - lo)))
+
+
 def match_colour(src_y: np.ndarray, src_uv: np.ndarray, tgt_y: np.ndarray, tgt_uv: np.ndarray,
                  mask_half: np.ndarray, face_px: float,
                  skin: tuple[np.ndarray, np.ndarray] | None = None
@@ -99,7 +106,7 @@ def match_colour(src_y: np.ndarray, src_uv: np.ndarray, tgt_y: np.ndarray, tgt_u
     den = np.maximum(ltc[..., 2:], 1e-3)
     src_s = cv2.GaussianBlur(scr * mc[..., None], (0, 0), sc) / den
     off = ltc[..., :2] / den - src_s
-    reach = min(1.0, max(0.0, (face_px - SKIN_FACE_PX[0]) / (SKIN_FACE_PX[1] - SKIN_FACE_PX[0])))
+    reach = skin_reach(face_px)
     if skin is None or reach == 0:
         skin = None  # a small face: neither the skin's shading nor its colour below
         ratio = cv2.resize(ratio, (cw * 2, ch * 2), interpolation=cv2.INTER_LINEAR)

@@ -73,11 +73,11 @@ def swap_face(y: np.ndarray, u: np.ndarray, v: np.ndarray, target: np.ndarray,
         if match_sharpness(src, face_y, base_y, alpha):
             face_y = _sample(src.y, src.y_m, maps.src_full, maps.mir_full, hidden, 0)
             face_c = _sample(*_chroma(src), maps.src_half, maps.mir_half, hidden, 1)
-    skin = (blend.skin_zones(alpha.shape, box, dst, poly_d, io)
-            if face_px > color.SKIN_FACE_PX[0] else None)
+    eyes = blend.eye_zones(alpha.shape, box, dst)
+    skin = blend.skin_zones(eyes, box, dst, poly_d, io) if color.skin_reach(face_px) else None
     cy, cuv = color.match_colour(face_y, _uv(face_c), base_y, base_uv, alpha, face_px, skin)
     alpha_full = cv2.resize(alpha, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
-    cy = blend.frame_grain(cy, base_y, blend.eye_zones(alpha.shape, box, dst), face_px, io)
+    cy = blend.frame_grain(cy, base_y, eyes, face_px, io)
     y[y0:y1, x0:x1] = blend.composite(base_y, cy, alpha_full)
     out_uv = blend.composite(base_uv, cuv, alpha)
     u[cy0:cy1, cx0:cx1] = out_uv[..., 0]
