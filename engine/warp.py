@@ -97,12 +97,42 @@ def _affines(dst: np.ndarray, srcs: list[np.ndarray], tris: np.ndarray) -> np.nd
     s = np.concatenate([src[tris].astype(np.float64) for src in srcs], axis=2)  # T,3,2K
     se = np.stack([s[:, 1] - s[:, 0], s[:, 2] - s[:, 0]], axis=2)  # T,2K,2
     lin = se @ inv  # T,2K,2
-    lin[bad] = np.tile(np.eye(2), (len(srcs), 1))
     a = np.empty((len(tris), 2 * len(srcs), 3))
     a[:, :, :2] = lin
     a[:, :, 2] = s[:, 0] - np.einsum("tij,tj->ti", lin, d[:, 0])
-    a[bad, :, 2] = 0.0
+    _tame_slivers(a, d, s, bad)
     return a
+
+
+#: A triangle whose map stretches more than this many times the mesh's median
+#: stretch is a sliver (see :func:`_tame_slivers`).
+SLIVER = 4.0
+
+
+def _tame_slivers(a: np.ndarray, d: np.ndarray, s: np.ndarray, flat: np.ndarray) -> None:
+    """Give sliver triangles a bounded map, in place: the median stretch, centroid to centroid.
+
+    A closed mouth in ``dst`` against the photo's open one makes the inner lips'
+    triangles a line of zero height: their exact map stretches by hundreds of
+    times (the median frame of talk_720p + face_obama: 440x the mesh's median),
+    and the grid cells that the raster still gives them sampled the photo far
+    outside the triangle: a white fleck and a dark dot in the target's closed
+    lip corner. Such a triangle covers a line of pixels; it now samples about its
+    own centroid in the source, at the mesh's usual scale. ``flat``: triangles of
+    no area at all (lips whose points meet), which had sampled the photo at the
+    frame's own coordinates.
+    """
+    cd = d.mean(1)  # T,2
+    for k in range(a.shape[1] // 2):
+        lin = a[:, 2 * k:2 * k + 2, :2]
+        stretch = np.sqrt((lin ** 2).sum((1, 2)) * 0.5)
+        usual = float(np.median(stretch[~flat])) if not flat.all() else 1.0
+        wild = flat | (stretch > SLIVER * usual)
+        if not wild.any():
+            continue
+        cs = s[wild][:, :, 2 * k:2 * k + 2].mean(1)
+        lin[wild] = np.eye(2) * usual
+        a[wild, 2 * k:2 * k + 2, 2] = cs - usual * cd[wild]
 
 
 class Maps:

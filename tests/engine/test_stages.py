@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from engine import EngineError
+from engine import EngineError, warp
 from engine.color import LIGHT_RATIO, match_colour
 from engine.colorspace import bgr_to_yuv, yuv_to_bgr
 from engine.decode import VideoReader, planes
@@ -191,6 +191,37 @@ def test_warp_reproduces_an_affine_map(media):
         diff = np.abs(warped.astype(int) - ref[: y1g - y0, : x1g - x0].astype(int))
         assert diff[inside[: y1g - y0, : x1g - x0].astype(bool)].mean() < 3.0
         assert maps.src_half.shape[:2] == ((y1g - y0) // 2, (x1g - x0) // 2)
+
+
+@pytest.mark.parametrize("tamed", [True, False])
+def test_a_closed_mouth_samples_the_photos_mouth_not_far_outside_it(media, tamed, monkeypatch):
+    """The photo's open mouth squeezed shut: the inner lips' triangles are slivers
+    (or flat) whose exact maps stretch without bound; they sample about their own
+    centroid (warp._tame_slivers), not the photo's chin, collar or eye whites."""
+    if not tamed:
+        monkeypatch.setattr(warp, "_tame_slivers", lambda *args: None)
+    src = load_source(media("face_obama.jpg"))  # smiling, teeth shown
+    tgt = src.pts * 1.2 + 40
+    for top, bottom in ((61, 67), (62, 66), (63, 65)):  # the target's lips meet
+        tgt[top] = tgt[bottom] = (tgt[top] + tgt[bottom]) / 2
+    dst = morph_shape(tgt, src.pts, 0.5)
+    mesh = mesh_points(dst)
+    x0, y0 = (mesh.min(0) // 4 * 4).astype(int)
+    x1, y1 = (mesh.max(0) // 4 * 4).astype(int)
+    mouth = src.pts[48:60]
+    io = float(np.hypot(*(src.pts[36:42].mean(0) - src.pts[42:48].mean(0))))
+    lo, hi = mouth.min(0) - 0.3 * io, mouth.max(0) + 0.3 * io
+    inside = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.fillConvexPoly(inside, np.round(dst[48:60] - [x0, y0]).astype(np.int32), 1)
+    worst = 0.0
+    for grid in (2, 4):
+        maps = compute_maps((x0, y0, x1, y1), mesh, src.mesh, None, src.tris, grid)
+        at = maps.src_full[inside.astype(bool)]
+        worst = max(worst, float(np.maximum(lo - at, at - hi).max()) / io)
+    if tamed:
+        assert worst <= 0.0, f"mouth pixels sampled {worst:.2f} eye distances outside the mouth"
+    else:  # the test's own check: the exact maps do sample far outside
+        assert worst > 0.3
 
 
 def test_morph_keeps_expression_and_moves_outline(media):
