@@ -342,16 +342,15 @@ def test_server_unreachable_is_said(browser: Browser, user: str, media) -> None:
         browser.shot("r2_unreachable_en")
     browser.wait_js("return document.getElementById('conn-banner').hidden", 20)  # recovered
     assert "unreachable" not in browser.text("conn-state")
-    current = ("return window.faceswapPage.state.tasks.get(window.faceswapPage.state"
-               ".currentId).state")
+    current = "window.faceswapPage.state.tasks.get(window.faceswapPage.state.currentId).state"
     # The swap went on while the page was offline (up to 40 s of waiting above): on a
     # quiet machine the 12 s clip is done by now, and the page must say so; then a new
     # one is started, so that cancelling from the recovered page is tried either way.
     # The page's task list catches up over the new connection: wait for it to show one.
-    cancel_shown = "return !document.getElementById('current-cancel').hidden"
-    browser.wait_js(cancel_shown + " || " + current[len("return "):] + " === 'finished'", 30)
-    if not browser.js(cancel_shown):
-        assert browser.js(current) == "finished"
+    cancel_shown = "!document.getElementById('current-cancel').hidden"
+    browser.wait_js(f"return {cancel_shown} || {current} === 'finished'", 30)
+    if not browser.js(f"return {cancel_shown}"):
+        assert browser.js(f"return {current}") == "finished"
         assert browser.el("start").get_attribute("disabled") is None  # can work again
         browser.type("swapname", "r2_after_recovery")
         browser.el("start").click()
@@ -360,7 +359,7 @@ def test_server_unreachable_is_said(browser: Browser, user: str, media) -> None:
     browser.el("current-cancel").click()
     browser.wait_js("return document.getElementById('confirm').open")
     browser.el("confirm-yes").click()
-    browser.wait_js(current + " === 'cancelled'", 30)
+    browser.wait_js(f"return {current} === 'cancelled'", 30)
     assert browser.js("return document.getElementById('current-cancel').hidden")
 
 

@@ -13,7 +13,7 @@ from engine.color import LIGHT_RATIO, match_colour
 from engine.colorspace import bgr_to_yuv, yuv_to_bgr
 from engine.decode import VideoReader, planes
 from engine.detect import detect_faces
-from engine.landmarks import predict_landmarks
+from engine.landmarks import interocular, predict_landmarks
 from engine.probe import probe_image, probe_video
 from engine.source import check_source_face, load_source
 from engine.track import Tracker, stabilise
@@ -209,7 +209,7 @@ def test_a_closed_mouth_samples_the_photos_mouth_not_far_outside_it(media, tamed
     x0, y0 = (mesh.min(0) // 4 * 4).astype(int)
     x1, y1 = (mesh.max(0) // 4 * 4).astype(int)
     mouth = src.pts[48:60]
-    io = float(np.hypot(*(src.pts[36:42].mean(0) - src.pts[42:48].mean(0))))
+    io = interocular(src.pts)
     lo, hi = mouth.min(0) - 0.3 * io, mouth.max(0) + 0.3 * io
     inside = np.zeros((y1 - y0, x1 - x0), np.uint8)
     cv2.fillConvexPoly(inside, np.round(dst[48:60] - [x0, y0]).astype(np.int32), 1)
