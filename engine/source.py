@@ -121,6 +121,7 @@ class SourceFace:
     chroma4: tuple | None = field(default=None, repr=False, compare=False)
     sharpness_matched: bool = False
     scale_to_frame: float = 1.0  # frame pixels per source pixel (set per frame by the swap)
+    liquify: int | None = None  # the liquify's luma interpolation (set by the first swap)
 
     def to_yuv(self, matrix: str) -> None:
         """Convert the crop to the video's YUV matrix (once per task)."""

@@ -45,7 +45,10 @@ def swap_face(y: np.ndarray, u: np.ndarray, v: np.ndarray, target: np.ndarray,
         # box, so the chroma can be sampled from the box crop alone. (U and V
         # one plane at a time would be 0.1 ms cheaper, see _chroma, but the
         # occluders' threshold then flipped on 140 of 300 frames of talk_480sq.)
-        base_y = warp.remap_relative(y, maps.tgt_full)
+        if src.liquify is None:
+            off = np.array([x0, y0], np.float32)
+            src.liquify = warp.liquify_interpolation(y[y0:y1, x0:x1], target - off)
+        base_y = warp.remap_relative(y, maps.tgt_full, src.liquify)
         base_uv = warp.remap_relative(base_uv, maps.tgt_half)
     else:
         base_y = y[y0:y1, x0:x1]

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from engine import blend, still
+from engine import blend, still, warp
 from engine.landmarks import predict_landmarks
 from engine.source import find_faces, load_source
 
@@ -79,10 +79,14 @@ def test_the_cheeks_take_the_targets_light_not_the_photos_shadows(media, clip, i
     assert np.abs(after[:, 1:] - before[:, 1:]).max() < 3.0, (before, after)
 
 
-def test_the_face_is_about_as_sharp_as_the_frame(media):
+@pytest.mark.parametrize("bicubic", [True, False])
+def test_the_face_is_about_as_sharp_as_the_frame(media, bicubic, monkeypatch):
     # The selfie's face is larger in the frame than in the photo: swapped, its
     # Laplacian variance was 0.13 of the frame's (a smooth face on a sharp
-    # head); with the frame's finest band it is about 0.4.
+    # head); with the frame's finest band 0.4, and with that band taken from a
+    # bicubic liquify instead of a bilinear one (warp.liquify_interpolation) 0.6.
+    if not bicubic:  # the control: the bilinear liquify's blur
+        monkeypatch.setattr(warp, "FINE_DETAIL", float("inf"))
     g_in, g_out, pts = _swap(media, "selfie_portrait_720x1280.mp4", 135, "face_woman.jpg")
     hull = np.zeros(g_in.shape, np.uint8)
     cv2.fillConvexPoly(hull, cv2.convexHull(pts.astype(np.int32)), 1)
@@ -90,7 +94,25 @@ def test_the_face_is_about_as_sharp_as_the_frame(media):
     def lap(g: np.ndarray) -> float:
         return float(cv2.Laplacian(g, cv2.CV_32F)[hull > 0].var())
 
-    assert lap(g_out) / lap(g_in) >= 0.3
+    ratio = lap(g_out) / lap(g_in)
+    if bicubic:
+        assert ratio >= 0.55
+    else:
+        assert 0.3 <= ratio < 0.5
+
+
+@pytest.mark.parametrize("clip,index,fine", [("selfie_portrait_720x1280.mp4", 135, True),
+                                             ("stage_multi_360p.mp4", 120, True),
+                                             ("talk_720p.mp4", 97, False),
+                                             ("talk_480sq_33s.mp4", 205, False)])
+def test_the_liquify_is_bicubic_where_the_frame_has_fine_detail(media, clip, index, fine):
+    frame = _frame(media(clip), index)
+    grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    pts = predict_landmarks(grey, find_faces(frame)[0])
+    x0, y0 = (pts.min(0) - 10).astype(int).clip(0)
+    x1, y1 = (pts.max(0) + 10).astype(int)
+    chosen = warp.liquify_interpolation(grey[y0:y1, x0:x1], pts - [x0, y0])
+    assert chosen == (cv2.INTER_CUBIC if fine else cv2.INTER_LINEAR)
 
 
 def test_frame_grain_takes_the_frames_band_outside_the_eyes(media):
