@@ -45,6 +45,10 @@ SKIN_FACE_PX = (100.0, 160.0)
 #: plain ratio (all from 1.0), the midtones of a black-and-white photo stayed grey
 #: on the target's pink skin (face_bw_man on talk_720p).
 DARK_OFFSET = (0.35, 0.85)
+#: A photo whose skin is at most this far from neutral chroma (|U, V - 128|, mean
+#: over the face) has no colour of its own to keep (see ``match_colour``); from
+#: twice as far it is a colour photo. The shared colour photos' skin: 24-34.
+COLOURLESS = 8.0
 
 
 def skin_reach(face_px: float) -> float:
@@ -147,8 +151,28 @@ def match_colour(src_y: np.ndarray, src_uv: np.ndarray, tgt_y: np.ndarray, tgt_u
     lsc = _grow(cv2.resize(ls, (cw, ch), interpolation=cv2.INTER_LINEAR), hh, hw)
     rel = (src_y[::2, ::2].astype(np.float32) - 16.0) / np.maximum(lsc - 16.0, 4.0)
     dark = np.clip((rel - DARK_OFFSET[0]) / (DARK_OFFSET[1] - DARK_OFFSET[0]), 0.0, 1.0)
+    # A black-and-white photo's dark pixels have no colour of their own either:
+    # they take the skin's offset by the square root of their light. With the ramp
+    # above, face_bw_man's nostrils, the shadow under its lip and its stubble stayed
+    # neutral grey on the target's pink skin (the darkest fifth of the pixels between
+    # nose and lip, and under the lip, at CIELAB chroma 3-6 against the input's
+    # 21-28): the grey smudges every blind reviewer named. In proportion to the light
+    # (chroma as colour times intensity) they were still greyish (9-13); so 15-19.
+    grey = _colourless(scr, mc)
+    if grey > 0:
+        dark += grey * (np.sqrt(np.clip(rel, 0.0, 1.0)) - dark)
     uv += cv2.multiply(off, _pair(dark))
     return y, uv
+
+
+def _colourless(uv: np.ndarray, mask: np.ndarray) -> float:
+    """How colourless the photo is (0: a colour photo, 1: black and white), from its
+    warped chroma ``uv`` (float32, 128 neutral) where ``mask`` is over 0.5."""
+    inside = mask > 0.5
+    if not inside.any():
+        return 0.0
+    u, v = (float(c[inside].mean()) - 128.0 for c in cv2.split(uv))
+    return min(1.0, max(0.0, 2.0 - float(np.hypot(u, v)) / COLOURLESS))
 
 
 def _pair(a: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from engine import blend, still, warp
+from engine import blend, color, still, warp
 from engine.landmarks import predict_landmarks
 from engine.source import find_faces, load_source
 
@@ -131,3 +131,44 @@ def test_frame_grain_takes_the_frames_band_outside_the_eyes(media):
     assert 0.6 < lap(out) / lap(base) < 1.3
     assert abs(float(out[skin].mean()) - float(face[skin].mean())) < 1.0
     assert np.allclose(out[44:52, 56:72], face[44:52, 56:72], atol=0.5)  # inside the eyes
+
+
+def _dark_chroma(bgr: np.ndarray, pts: np.ndarray, idx: list[int]) -> float:
+    """Mean CIELAB chroma of the darkest fifth of the pixels in the hull of ``pts[idx]``."""
+    lab = cv2.cvtColor(bgr.astype(np.float32) / 255.0, cv2.COLOR_BGR2LAB)
+    m = np.zeros(bgr.shape[:2], np.uint8)
+    cv2.fillConvexPoly(m, cv2.convexHull(np.round(pts[idx]).astype(np.int32)), 1)
+    px = lab[m > 0]
+    dark = px[:, 0] <= np.percentile(px[:, 0], 20)
+    return float(np.hypot(px[dark, 1], px[dark, 2]).mean())
+
+
+@pytest.mark.parametrize("keep_grey", [False, True])
+@pytest.mark.parametrize("clip,index", [("talk_720p.mp4", 97), ("talk_480sq_33s.mp4", 205),
+                                        ("selfie_portrait_720x1280.mp4", 135)])
+def test_a_black_and_white_photos_shadows_take_the_skins_colour(media, clip, index, keep_grey,
+                                                                monkeypatch):
+    # The shadow between nose and lip and the one under the lip of face_bw_man: their
+    # darkest pixels stayed neutral grey (CIELAB chroma 3-6, the input's skin there
+    # 21-28) while the skin around them took the target's colour.
+    if keep_grey:  # the control: treated as a colour photo, its dark pixels keep their grey
+        monkeypatch.setattr(color, "_colourless", lambda uv, mask: 0.0)
+    frame, out, pts = _swap(media, clip, index, "face_bw_man.jpg", colour=True)
+    for idx in ([31, 32, 33, 34, 35, 50, 51, 52], [56, 57, 58, 7, 8, 9]):
+        got, want = _dark_chroma(out, pts, idx), _dark_chroma(frame, pts, idx)
+        if keep_grey:
+            assert got < 0.3 * want
+        else:
+            assert got > 0.5 * want, f"chroma {got:.1f} against the input's {want:.1f}"
+
+
+def test_a_colour_photo_is_not_taken_for_a_colourless_one(media):
+    def colourless(name: str) -> float:
+        src = load_source(media(name))
+        src.to_yuv("bt709")
+        face = np.zeros(src.uv.shape[:2], np.uint8)  # the face at chroma resolution
+        cv2.fillConvexPoly(face, cv2.convexHull(np.round(src.pts * 0.5).astype(np.int32)), 1)
+        return color._colourless(src.uv.astype(np.float32), face.astype(np.float32))
+
+    assert [colourless(n) for n in ("face_obama.jpg", "face_woman.jpg", "painting_woman.jpg",
+                                    "face_bw_man.jpg")] == [0.0, 0.0, 0.0, 1.0]
