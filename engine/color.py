@@ -45,9 +45,10 @@ SKIN_FACE_PX = (100.0, 160.0)
 #: plain ratio (all from 1.0), the midtones of a black-and-white photo stayed grey
 #: on the target's pink skin (face_bw_man on talk_720p).
 DARK_OFFSET = (0.35, 0.85)
-#: A photo whose skin is at most this far from neutral chroma (|U, V - 128|, mean
-#: over the face) has no colour of its own to keep (see ``match_colour``); from
-#: twice as far it is a colour photo. The shared colour photos' skin: 24-34.
+#: A photo whose face is at most this far from neutral chroma on average
+#: (|mean(U, V) - 128| inside its landmarks' hull) has no colour of its own to keep
+#: (see ``match_colour``'s ``colourless``); from twice as far it is a colour photo.
+#: The shared colour photos measure 24-34, face_bw_man 0.
 COLOURLESS = 8.0
 
 
@@ -60,7 +61,7 @@ def skin_reach(face_px: float) -> float:
 
 def match_colour(src_y: np.ndarray, src_uv: np.ndarray, tgt_y: np.ndarray, tgt_uv: np.ndarray,
                  mask_half: np.ndarray, face_px: float,
-                 skin: tuple[np.ndarray, np.ndarray] | None = None
+                 skin: tuple[np.ndarray, np.ndarray] | None = None, colourless: float = 0.0
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Return float32 (Y, UV) of the source face relit to match the target.
 
@@ -68,7 +69,8 @@ def match_colour(src_y: np.ndarray, src_uv: np.ndarray, tgt_y: np.ndarray, tgt_u
     valid; ``face_px`` is the face width in luma pixels (sets the blur width);
     ``skin``: ``blend.skin_zones``'s two maps (float32 0..1, chroma resolution;
     None: not used), where the target's narrower shading is taken too
-    (``SKIN_SIGMA``) and where the photo's fine colour goes (``SKIN_CHROMA``).
+    (``SKIN_SIGMA``) and where the photo's fine colour goes (``SKIN_CHROMA``);
+    ``colourless``: the photo's :func:`colourless`.
     """
     hh, hw = mask_half.shape
     # Work at ~32 px across the face: the correction is smooth by construction.
@@ -106,14 +108,10 @@ def match_colour(src_y: np.ndarray, src_uv: np.ndarray, tgt_y: np.ndarray, tgt_u
     tc = cv2.resize(tgt_uv[:cch, :ccw], fine, interpolation=area).astype(np.float32)
     scr = cv2.resize(uv[:cch, :ccw], fine, interpolation=area)
     sc = max(0.8, face_px * LUMA_SIGMA * CHROMA_SIGMA / (2.0 * kc))
-    # Two-channel planes times one-channel weights through OpenCV with the weight
-    # doubled (_pair): numpy's broadcast over a last axis of 2 is twice as slow,
-    # for the same float32 products and quotients.
-    mc2 = _pair(mc)
-    ltc = cv2.GaussianBlur(cv2.merge([cv2.multiply(tc, mc2), mc]), (0, 0), sc)
-    den = _pair(np.maximum(ltc[..., 2], 1e-3))
-    src_s = cv2.divide(cv2.GaussianBlur(cv2.multiply(scr, mc2), (0, 0), sc), den)
-    off = cv2.subtract(cv2.divide(np.ascontiguousarray(ltc[..., :2]), den), src_s)
+    ltc = cv2.GaussianBlur(cv2.merge([tc * mc[..., None], mc]), (0, 0), sc)
+    den = np.maximum(ltc[..., 2:], 1e-3)
+    src_s = cv2.GaussianBlur(scr * mc[..., None], (0, 0), sc) / den
+    off = ltc[..., :2] / den - src_s
     reach = skin_reach(face_px)
     if skin is None or reach == 0:
         skin = None  # a small face: neither the skin's shading nor its colour below
@@ -141,8 +139,7 @@ def match_colour(src_y: np.ndarray, src_uv: np.ndarray, tgt_y: np.ndarray, tgt_u
     if skin is not None:
         # The photo's fine skin colour (freckles, the edges of its blush) mostly goes.
         detail = uv - _grow(cv2.resize(src_s, (ccw, cch), interpolation=cv2.INTER_LINEAR), hh, hw)
-        uv -= cv2.multiply(detail, _pair(cv2.GaussianBlur(skin[1], (0, 0), 2.0)
-                                         * (SKIN_CHROMA * reach)))
+        uv -= detail * (cv2.GaussianBlur(skin[1], (0, 0), 2.0) * (SKIN_CHROMA * reach))[..., None]
     # A pixel much darker than the skin around it (a brow, lashes, a nostril)
     # takes less of the offset (``DARK_OFFSET``): chroma is intensity times
     # chromaticity, and the skin's full offset turned the photo's dark brows and
@@ -151,33 +148,31 @@ def match_colour(src_y: np.ndarray, src_uv: np.ndarray, tgt_y: np.ndarray, tgt_u
     lsc = _grow(cv2.resize(ls, (cw, ch), interpolation=cv2.INTER_LINEAR), hh, hw)
     rel = (src_y[::2, ::2].astype(np.float32) - 16.0) / np.maximum(lsc - 16.0, 4.0)
     dark = np.clip((rel - DARK_OFFSET[0]) / (DARK_OFFSET[1] - DARK_OFFSET[0]), 0.0, 1.0)
-    # A black-and-white photo's dark pixels have no colour of their own either:
-    # they take the skin's offset by the square root of their light. With the ramp
-    # above, face_bw_man's nostrils, the shadow under its lip and its stubble stayed
-    # neutral grey on the target's pink skin (the darkest fifth of the pixels between
-    # nose and lip, and under the lip, at CIELAB chroma 3-6 against the input's
-    # 21-28): the grey smudges every blind reviewer named. In proportion to the light
-    # (chroma as colour times intensity) they were still greyish (9-13); so 15-19.
-    grey = _colourless(scr, mc)
-    if grey > 0:
-        dark += grey * (np.sqrt(np.clip(rel, 0.0, 1.0)) - dark)
-    uv += cv2.multiply(off, _pair(dark))
+    if colourless > 0:
+        # A black-and-white photo's dark pixels have no colour of their own either:
+        # they take at least the square root of their light (relative to the skin
+        # around them) of the skin's offset. With the ramp alone, face_bw_man's
+        # nostrils, the shadows between nose and lip and under the lip and its
+        # stubble stayed neutral grey on the target's pink skin (the darkest fifth of
+        # the pixels there at CIELAB chroma 3-6 against the input's 21-28): the grey
+        # smudges every blind reviewer named. With the square root 15-19; in
+        # proportion to the light (chroma as colour times intensity) still greyish, 9-13.
+        dark += colourless * np.maximum(np.sqrt(np.clip(rel, 0.0, 1.0)) - dark, 0.0)
+    uv += off * dark[..., None]
     return y, uv
 
 
-def _colourless(uv: np.ndarray, mask: np.ndarray) -> float:
-    """How colourless the photo is (0: a colour photo, 1: black and white), from its
-    warped chroma ``uv`` (float32, 128 neutral) where ``mask`` is over 0.5."""
-    inside = mask > 0.5
+def colourless(uv: np.ndarray, pts: np.ndarray) -> float:
+    """How colourless a photo is (0: a colour photo, 1: black and white; see
+    ``COLOURLESS``): its half-resolution chroma planes ``uv`` (uint8, 128 neutral)
+    inside the hull of its landmarks ``pts`` (full-resolution coordinates)."""
+    face = np.zeros(uv.shape[:2], np.uint8)
+    cv2.fillConvexPoly(face, cv2.convexHull(np.round(pts * 0.5).astype(np.int32)), 1)
+    inside = face > 0
     if not inside.any():
         return 0.0
     u, v = (float(c[inside].mean()) - 128.0 for c in cv2.split(uv))
     return min(1.0, max(0.0, 2.0 - float(np.hypot(u, v)) / COLOURLESS))
-
-
-def _pair(a: np.ndarray) -> np.ndarray:
-    """A one-channel plane as two equal channels (for a two-channel product)."""
-    return cv2.merge([a, a])
 
 
 def _grow(a: np.ndarray, h: int, w: int) -> np.ndarray:

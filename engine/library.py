@@ -540,7 +540,8 @@ class ViewChooser:
 def swap_views(y: np.ndarray, u: np.ndarray, v: np.ndarray, target: np.ndarray,
                lib: FaceLibrary, choice: Choice, *, morph: float, keep_mouth: bool,
                eye_ref: tuple[float, float] | None = None,
-               cover: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+               cover: tuple[np.ndarray, np.ndarray] | None = None,
+               liquify: int = cv2.INTER_LINEAR) -> None:
     """``swap.swap_face`` with the library's chosen view, or a cross-fade of two views.
 
     A fade swaps each view into its own copy of the planes (each matched in
@@ -552,14 +553,14 @@ def swap_views(y: np.ndarray, u: np.ndarray, v: np.ndarray, target: np.ndarray,
     (i, wi), *rest = choice
     if not rest:
         swap_face(y, u, v, target, lib.face(i), morph=morph, keep_mouth=keep_mouth,
-                  eye_ref=eye_ref, cover=cover)
+                  eye_ref=eye_ref, cover=cover, liquify=liquify)
         return
     j, _ = rest[0]
     ya, ua, va = y.copy(), u.copy(), v.copy()
     swap_face(ya, ua, va, target, lib.face(i), morph=morph, keep_mouth=keep_mouth,
-              eye_ref=eye_ref, cover=cover)
+              eye_ref=eye_ref, cover=cover, liquify=liquify)
     swap_face(y, u, v, target, lib.face(j), morph=morph, keep_mouth=keep_mouth,
-              eye_ref=eye_ref, cover=cover)
+              eye_ref=eye_ref, cover=cover, liquify=liquify)
     for out, new in ((y, ya), (u, ua), (v, va)):
         out[...] = cv2.addWeighted(new, wi, out, 1.0 - wi, 0.0)
 

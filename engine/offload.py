@@ -21,12 +21,13 @@ import signal
 from multiprocessing.connection import Connection
 from typing import NamedTuple
 
+import cv2
 import numpy as np
 
 from .errors import EngineError
 from .procs import die_with_parent
 from .source import SourceFace
-from .swap import faces_crop, swap_faces, swap_one
+from .swap import faces_crop, liquify_for, swap_faces, swap_one
 
 
 def available() -> bool:
@@ -61,8 +62,8 @@ class SwapHelper:
     def submit(self, y: np.ndarray, u: np.ndarray, v: np.ndarray, faces: list[np.ndarray],
                source: SourceFace, *, morph: float, keep_mouth: bool,
                eye_refs: list | None = None, views: list | None = None,
-               covers: list | None = None) -> Job | None:
-        """Start :func:`swap.swap_faces` on these planes.
+               covers: list | None = None, liquify: int | None = None) -> Job | None:
+        """Start :func:`swap.swap_faces` on these planes (``liquify`` as there).
 
         Returns the job to pass to :meth:`wait`, or None when the frame needs
         nothing more (no face inside it, or swapped here: too large for a slot).
@@ -75,7 +76,7 @@ class SwapHelper:
         h, w = crop[0].shape
         if h * w * 3 // 2 > self._slot:  # larger than the stream header said
             swap_faces(y, u, v, faces, source, morph=morph, keep_mouth=keep_mouth,
-                       eye_refs=eye_refs, views=views, covers=covers)
+                       eye_refs=eye_refs, views=views, covers=covers, liquify=liquify)
             return None
         slot = self._sent % self.depth
         bufs = _views(self._buf, slot * self._slot, h, w)
@@ -85,9 +86,11 @@ class SwapHelper:
             if not self._has_source:
                 self._conn.send(source)
                 self._has_source = True
+            if liquify is None:
+                liquify = liquify_for(y, faces) or cv2.INTER_LINEAR
             self._conn.send((slot, local, eye_refs or [None] * len(local), (h, w), morph,
                              keep_mouth, views or [None] * len(local),
-                             covers or [None] * len(local)))
+                             covers or [None] * len(local), liquify))
         except OSError as exc:
             raise _stopped() from exc
         self._sent += 1
@@ -145,12 +148,12 @@ def _serve(conn: Connection, shared, slot_size: int, parent: int) -> None:
     try:
         source: SourceFace = conn.recv()
         while True:
-            slot, faces, refs, (h, w), morph, keep_mouth, views, covers = conn.recv()
+            slot, faces, refs, (h, w), morph, keep_mouth, views, covers, liquify = conn.recv()
             y, u, v = _views(buf, slot * slot_size, h, w)
             try:  # the crop is already the faces' union region (swap.faces_crop)
                 for pts, ref, view, cover in zip(faces, refs, views, covers, strict=True):
                     swap_one(y, u, v, pts, source, view, morph=morph, keep_mouth=keep_mouth,
-                             eye_ref=ref, cover=cover)
+                             eye_ref=ref, cover=cover, liquify=liquify)
             except Exception as exc:  # noqa: BLE001 - reported to the parent as one line
                 conn.send(f"processing failed: {type(exc).__name__}: {exc}".splitlines()[0])
                 continue

@@ -35,7 +35,7 @@ from .errors import Cancelled, EngineError
 from .library import Choosers, FaceLibrary, load_face
 from .malloc import keep_freed_memory
 from .offload import SwapHelper, available
-from .swap import swap_faces
+from .swap import liquify_for, swap_faces
 from .track import Tracker
 
 QUALITIES: dict[str, dict] = {
@@ -266,6 +266,7 @@ def _run(reader: VideoReader, writer: VideoWriter, source, opts: dict, stop: thr
         nonlocal swapped
         # (frame, pts, helper job or None) in frame order, waiting to be written.
         pending: deque = deque()
+        liquify = None  # the task's, judged on its first face large enough (swap.liquify_for)
         depth = swapper.depth if swapper is not None else 1
         while True:
             item = _get(swap_q, stop)
@@ -279,13 +280,17 @@ def _run(reader: VideoReader, writer: VideoWriter, source, opts: dict, stop: thr
                 t = time.monotonic()
                 frame.make_writable()
                 y, u, v = planes(frame)
+                if liquify is None:
+                    liquify = liquify_for(y, faces)
+                mode = cv2.INTER_LINEAR if liquify is None else liquify
                 if swapper is not None:
                     job = swapper.submit(y, u, v, faces, source, morph=opts["morph"],
                                          keep_mouth=keep_mouth, eye_refs=refs, views=views,
-                                         covers=covers)
+                                         covers=covers, liquify=mode)
                 else:
                     swap_faces(y, u, v, faces, source, morph=opts["morph"],
-                               keep_mouth=keep_mouth, eye_refs=refs, views=views, covers=covers)
+                               keep_mouth=keep_mouth, eye_refs=refs, views=views, covers=covers,
+                               liquify=mode)
                 swapped += 1
                 st.swap += time.monotonic() - t
             pending.append((frame, pts, job))

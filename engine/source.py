@@ -15,6 +15,7 @@ import numpy as np
 
 from . import models
 from .blend import eye_aspect
+from .color import colourless
 from .colorspace import bgr_to_lab8, bgr_to_yuv
 from .detect import detect_faces
 from .errors import EngineError
@@ -121,11 +122,12 @@ class SourceFace:
     chroma4: tuple | None = field(default=None, repr=False, compare=False)
     sharpness_matched: bool = False
     scale_to_frame: float = 1.0  # frame pixels per source pixel (set per frame by the swap)
-    liquify: int | None = None  # the liquify's luma interpolation (set by the first swap)
+    colourless: float = 0.0  # 1 for a black-and-white photo (color.colourless, set by to_yuv)
 
     def to_yuv(self, matrix: str) -> None:
         """Convert the crop to the video's YUV matrix (once per task)."""
         self.y, self.uv = bgr_to_yuv(shut_mouth(self.bgr, self.pts), matrix)
+        self.colourless = colourless(self.uv, self.pts)
         if self.keep is None:
             h, w = self.uv.shape[:2]
             self.keep = cv2.resize(forehead_keep(self.bgr, self.pts), (w, h),

@@ -16,13 +16,15 @@ from .source import SourceFace, match_sharpness
 def swap_face(y: np.ndarray, u: np.ndarray, v: np.ndarray, target: np.ndarray,
               src: SourceFace, *, morph: float, keep_mouth: bool,
               eye_ref: tuple[float, float] | None = None,
-              cover: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+              cover: tuple[np.ndarray, np.ndarray] | None = None,
+              liquify: int = cv2.INTER_LINEAR) -> None:
     """Replace the face at landmarks ``target`` in planes (y, u, v) with the source face.
 
     ``eye_ref``: the target face's usual eye openings (``FaceTrack.eye_ref``;
     None when unknown), so that its blinks show (see ``blend.eye_closure``).
     ``cover``: what covers the target face in this frame (``FaceTrack.cover``:
-    a hand; None: nothing), kept in front of the swapped face.
+    a hand; None: nothing), kept in front of the swapped face. ``liquify``: the
+    interpolation of the frame's luma in the liquify (:func:`liquify_for`).
     """
     h, w = y.shape
     fh_t, _, ring = warp.geometry(target)
@@ -45,10 +47,7 @@ def swap_face(y: np.ndarray, u: np.ndarray, v: np.ndarray, target: np.ndarray,
         # box, so the chroma can be sampled from the box crop alone. (U and V
         # one plane at a time would be 0.1 ms cheaper, see _chroma, but the
         # occluders' threshold then flipped on 140 of 300 frames of talk_480sq.)
-        if src.liquify is None:
-            off = np.array([x0, y0], np.float32)
-            src.liquify = warp.liquify_interpolation(y[y0:y1, x0:x1], target - off)
-        base_y = warp.remap_relative(y, maps.tgt_full, src.liquify)
+        base_y = warp.remap_relative(y, maps.tgt_full, liquify)
         base_uv = warp.remap_relative(base_uv, maps.tgt_half)
     else:
         base_y = y[y0:y1, x0:x1]
@@ -78,7 +77,8 @@ def swap_face(y: np.ndarray, u: np.ndarray, v: np.ndarray, target: np.ndarray,
             face_c = _sample(*_chroma(src), maps.src_half, maps.mir_half, hidden, 1)
     eyes = blend.eye_zones(alpha.shape, box, dst)
     skin = blend.skin_zones(eyes, box, dst, poly_d, io) if color.skin_reach(face_px) else None
-    cy, cuv = color.match_colour(face_y, _uv(face_c), base_y, base_uv, alpha, face_px, skin)
+    cy, cuv = color.match_colour(face_y, _uv(face_c), base_y, base_uv, alpha, face_px, skin,
+                                 src.colourless)
     alpha_full = cv2.resize(alpha, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
     cy = blend.frame_grain(cy, base_y, eyes, face_px, io)
     y[y0:y1, x0:x1] = blend.composite(base_y, cy, alpha_full)
@@ -134,38 +134,57 @@ def faces_crop(y: np.ndarray, u: np.ndarray, v: np.ndarray, faces: list[np.ndarr
              v[y0 // 2:y1 // 2, x0 // 2:x1 // 2]), [p - off for p in faces])
 
 
+def liquify_for(y: np.ndarray, faces: list[np.ndarray]) -> int | None:
+    """The liquify's interpolation for a video whose frame ``y`` has these faces: judged
+    on the first face with enough of itself in the frame (``warp.liquify_interpolation``),
+    None when none has. A task decides once, so every face and view is sampled alike."""
+    h, w = y.shape
+    for pts in faces:
+        box = face_region(pts, w, h)
+        if box is not None:
+            x0, y0, x1, y1 = box
+            chosen = warp.liquify_interpolation(y[y0:y1, x0:x1], pts - np.array([x0, y0]))
+            if chosen is not None:
+                return chosen
+    return None
+
+
 def swap_faces(y: np.ndarray, u: np.ndarray, v: np.ndarray, faces: list[np.ndarray],
                src, *, morph: float, keep_mouth: bool,
                eye_refs: list | None = None, views: list | None = None,
-               covers: list | None = None) -> None:
+               covers: list | None = None, liquify: int | None = None) -> None:
     """:func:`swap_face` for every face, inside the crop :func:`faces_crop` chooses.
 
     ``eye_refs``, ``covers``: per face, its ``eye_ref`` and ``cover`` (see
     :func:`swap_face`). ``src`` is a SourceFace, or a ``library.FaceLibrary``
-    with ``views`` the choice per face.
+    with ``views`` the choice per face. ``liquify``: the task's (see
+    :func:`liquify_for`); None: judged on this frame.
     """
+    if liquify is None:
+        liquify = liquify_for(y, faces) or cv2.INTER_LINEAR
     found = faces_crop(y, u, v, faces)
     if found is not None:
         none = [None] * len(faces)
         for pts, ref, view, cover in zip(found[1], eye_refs or none, views or none,
                                          covers or none, strict=True):
             swap_one(*found[0], pts, src, view, morph=morph, keep_mouth=keep_mouth, eye_ref=ref,
-                     cover=cover)
+                     cover=cover, liquify=liquify)
 
 
 def swap_one(y: np.ndarray, u: np.ndarray, v: np.ndarray, target: np.ndarray, src,
              view, *, morph: float, keep_mouth: bool,
              eye_ref: tuple[float, float] | None = None,
-             cover: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+             cover: tuple[np.ndarray, np.ndarray] | None = None,
+             liquify: int = cv2.INTER_LINEAR) -> None:
     """:func:`swap_face` of a photo (``view`` None) or of a library's chosen views."""
     if view is None:
         swap_face(y, u, v, target, src, morph=morph, keep_mouth=keep_mouth, eye_ref=eye_ref,
-                  cover=cover)
+                  cover=cover, liquify=liquify)
     else:
         from .library import swap_views
 
         swap_views(y, u, v, target, src, view, morph=morph, keep_mouth=keep_mouth,
-                   eye_ref=eye_ref, cover=cover)
+                   eye_ref=eye_ref, cover=cover, liquify=liquify)
 
 
 def _keep(face_c: np.ndarray) -> np.ndarray:

@@ -254,11 +254,14 @@ def remap_relative(plane: np.ndarray, d: np.ndarray,
 
 #: Fine detail (mean absolute Laplacian of the frame's luma inside the face) above
 #: which the liquify samples the luma bicubically (see :func:`liquify_interpolation`).
-FINE_DETAIL = 3.5
+FINE_DETAIL = 3.3
+#: Face pixels (inside the landmarks' hull) needed to judge the frame's detail.
+DETAIL_PIXELS = 400
 
 
-def liquify_interpolation(y: np.ndarray, pts: np.ndarray) -> int:
-    """The interpolation for the liquify of this frame's luma (``cv2.INTER_*``).
+def liquify_interpolation(y: np.ndarray, pts: np.ndarray) -> int | None:
+    """The interpolation for the liquify of a video's luma (``cv2.INTER_*``), judged
+    on one face: ``y`` the frame's luma around it, ``pts`` its landmarks in ``y``.
 
     The liquify moves the frame's pixels by fractions of a pixel almost
     everywhere, and bilinear sampling at a fraction is a blur: the liquified
@@ -266,19 +269,18 @@ def liquify_interpolation(y: np.ndarray, pts: np.ndarray) -> int:
     variance inside the face, and the grain ``blend.frame_grain`` takes from it,
     and the hair the ring moves, came out softer than the frame around them.
     Bicubic keeps 0.85-0.89 there, at three times the cost (0.5 ms more a
-    360x288 box). Soft video has little such detail to lose (mean |Laplacian|
-    2.1-2.8 on talk_720p and talk_480sq, whose faces stayed within 0.73-0.92
-    of the frame's sharpness; 4.1-15 on the selfie and stage clips): it stays
-    bilinear. ``y``: the frame's luma around the face; ``pts``: the landmarks
-    in it. Decided once a task, on its first swapped face.
+    360x288 box). Soft video has little such detail to lose: the mean |Laplacian|
+    is 2.0-2.9 on talk_720p and talk_480sq, whose faces stayed within 0.73-0.92
+    of the frame's sharpness, against 3.9-4.9 on the selfie and 5-26 on most of
+    the stage clip's faces (its soft close-up: 2.3). Such a clip stays bilinear.
+    None when too little of the face is in ``y`` to tell (``DETAIL_PIXELS``).
     """
     mask = np.zeros(y.shape, np.uint8)
     cv2.fillConvexPoly(mask, cv2.convexHull(np.round(pts).astype(np.int32)), 1)
-    lap = np.abs(cv2.Laplacian(y, cv2.CV_32F))
     inside = mask.astype(bool)
-    if not inside.any():
-        return cv2.INTER_LINEAR
-    fine = float(lap[inside].mean())
+    if int(inside.sum()) < DETAIL_PIXELS:
+        return None
+    fine = float(np.abs(cv2.Laplacian(y, cv2.CV_32F))[inside].mean())
     return cv2.INTER_CUBIC if fine > FINE_DETAIL else cv2.INTER_LINEAR
 
 

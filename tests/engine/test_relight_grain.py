@@ -12,7 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from engine import blend, color, still, warp
+from engine import blend, source, still, swap, warp
+from engine.colorspace import bgr_to_yuv
 from engine.landmarks import predict_landmarks
 from engine.source import find_faces, load_source
 
@@ -107,12 +108,11 @@ def test_the_face_is_about_as_sharp_as_the_frame(media, bicubic, monkeypatch):
                                              ("talk_480sq_33s.mp4", 205, False)])
 def test_the_liquify_is_bicubic_where_the_frame_has_fine_detail(media, clip, index, fine):
     frame = _frame(media(clip), index)
-    grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-    pts = predict_landmarks(grey, find_faces(frame)[0])
-    x0, y0 = (pts.min(0) - 10).astype(int).clip(0)
-    x1, y1 = (pts.max(0) + 10).astype(int)
-    chosen = warp.liquify_interpolation(grey[y0:y1, x0:x1], pts - [x0, y0])
-    assert chosen == (cv2.INTER_CUBIC if fine else cv2.INTER_LINEAR)
+    h, w = (frame.shape[0] // 2 * 2, frame.shape[1] // 2 * 2)
+    y, _ = bgr_to_yuv(np.ascontiguousarray(frame[:h, :w]), "bt709" if h >= 720 else "bt601")
+    pts = predict_landmarks(y, find_faces(frame)[0])
+    assert swap.liquify_for(y, [pts]) == (cv2.INTER_CUBIC if fine else cv2.INTER_LINEAR)
+    assert swap.liquify_for(y, [pts * 0.03]) is None  # a face of a few pixels: not judged
 
 
 def test_frame_grain_takes_the_frames_band_outside_the_eyes(media):
@@ -151,9 +151,12 @@ def test_a_black_and_white_photos_shadows_take_the_skins_colour(media, clip, ind
     # The shadow between nose and lip and the one under the lip of face_bw_man: their
     # darkest pixels stayed neutral grey (CIELAB chroma 3-6, the input's skin there
     # 21-28) while the skin around them took the target's colour.
-    if keep_grey:  # the control: treated as a colour photo, its dark pixels keep their grey
-        monkeypatch.setattr(color, "_colourless", lambda uv, mask: 0.0)
-    frame, out, pts = _swap(media, clip, index, "face_bw_man.jpg", colour=True)
+    frame = _frame(media(clip), index)
+    src = load_source(media("face_bw_man.jpg"))
+    if keep_grey:  # the control: taken for a colour photo, its dark pixels keep their grey
+        monkeypatch.setattr(source, "colourless", lambda uv, pts: 0.0)
+    out, _ = still.swap_into(frame, src, morph=0.5)
+    pts = predict_landmarks(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), find_faces(frame)[0])
     for idx in ([31, 32, 33, 34, 35, 50, 51, 52], [56, 57, 58, 7, 8, 9]):
         got, want = _dark_chroma(out, pts, idx), _dark_chroma(frame, pts, idx)
         if keep_grey:
@@ -166,9 +169,7 @@ def test_a_colour_photo_is_not_taken_for_a_colourless_one(media):
     def colourless(name: str) -> float:
         src = load_source(media(name))
         src.to_yuv("bt709")
-        face = np.zeros(src.uv.shape[:2], np.uint8)  # the face at chroma resolution
-        cv2.fillConvexPoly(face, cv2.convexHull(np.round(src.pts * 0.5).astype(np.int32)), 1)
-        return color._colourless(src.uv.astype(np.float32), face.astype(np.float32))
+        return src.colourless
 
     assert [colourless(n) for n in ("face_obama.jpg", "face_woman.jpg", "painting_woman.jpg",
                                     "face_bw_man.jpg")] == [0.0, 0.0, 0.0, 1.0]
