@@ -35,6 +35,12 @@ def group(pgid: int) -> list[tuple[int, str, str]]:
     return members
 
 
+def _sigint_default() -> None:
+    """SIGINT as in a terminal: a test run started in the background by a shell without
+    job control inherits it ignored, and a Ctrl-C would then be lost."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Cli:
     """One CLI run in its own session; records what its group ran while it was watched."""
 
@@ -50,7 +56,7 @@ class Cli:
              "--video", media("talk_480sq_33s.mp4"), "--out", str(self.out_dir / "out.mp4"),
              "--quality", "fast", *extra],
             cwd=elsewhere, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            start_new_session=True)
+            start_new_session=True, preexec_fn=_sigint_default)
         self.seen: dict[int, str] = {}
 
     def watch(self) -> list[tuple[int, str, str]]:
