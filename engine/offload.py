@@ -27,7 +27,7 @@ import numpy as np
 from .errors import EngineError
 from .procs import die_with_parent
 from .source import SourceFace
-from .swap import faces_crop, liquify_for, swap_faces, swap_one
+from .swap import faces_crop, swap_faces, swap_one
 
 
 def available() -> bool:
@@ -62,8 +62,9 @@ class SwapHelper:
     def submit(self, y: np.ndarray, u: np.ndarray, v: np.ndarray, faces: list[np.ndarray],
                source: SourceFace, *, morph: float, keep_mouth: bool,
                eye_refs: list | None = None, views: list | None = None,
-               covers: list | None = None, liquify: int | None = None) -> Job | None:
-        """Start :func:`swap.swap_faces` on these planes (``liquify`` as there).
+               covers: list | None = None, liquify: int = cv2.INTER_LINEAR) -> Job | None:
+        """Start :func:`swap.swap_faces` on these planes (``liquify``: the task's, see
+        ``swap.liquify_for``).
 
         Returns the job to pass to :meth:`wait`, or None when the frame needs
         nothing more (no face inside it, or swapped here: too large for a slot).
@@ -86,8 +87,6 @@ class SwapHelper:
             if not self._has_source:
                 self._conn.send(source)
                 self._has_source = True
-            if liquify is None:
-                liquify = liquify_for(y, faces) or cv2.INTER_LINEAR
             self._conn.send((slot, local, eye_refs or [None] * len(local), (h, w), morph,
                              keep_mouth, views or [None] * len(local),
                              covers or [None] * len(local), liquify))
