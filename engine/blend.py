@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from .landmarks import INNER_MOUTH, OUTER_MOUTH
+from .small import centre, median
 from .warp import geometry
 
 #: The target's inner mouth polygon grown by this factor about its centre.
@@ -92,7 +93,7 @@ def face_mask(box: tuple[int, int, int, int], pts: np.ndarray, poly: np.ndarray,
 
 def _grown(points: np.ndarray, k: float) -> np.ndarray:
     """A polygon's points moved ``k`` times as far from their centre (mean)."""
-    c = points.mean(0)
+    c = centre(points)
     return c + (points - c) * k
 
 
@@ -106,7 +107,7 @@ def _eye_region(pts: np.ndarray, lo: int, hi: int, usual: float = 0.0) -> np.nda
     target's closed lids above and below it.
     """
     e = pts[lo:hi].astype(np.float32)
-    c = e.mean(0)
+    c = centre(e)
     axis = e[3] - e[0]
     axis = axis / (float(np.hypot(*axis)) + 1e-6)
     normal = np.array([-axis[1], axis[0]], np.float32)
@@ -200,9 +201,9 @@ def occluders(base_y: np.ndarray, base_uv: np.ndarray, box: tuple[int, int, int,
     if sel.sum() < 12:
         return None
     su, sv = uv[..., 0][sel], uv[..., 1][sel]
-    my, mu, mv = _median(yq[sel]), _median(su), _median(sv)
-    spread_u = max(2.5, 1.4826 * float(_median(np.abs(su - mu))))
-    spread_v = max(2.5, 1.4826 * float(_median(np.abs(sv - mv))))
+    my, mu, mv = median(yq[sel]), median(su), median(sv)
+    spread_u = max(2.5, 1.4826 * float(median(np.abs(su - mu))))
+    spread_v = max(2.5, 1.4826 * float(median(np.abs(sv - mv))))
     d2 = ((uv[..., 0] - mu) * (1.0 / spread_u)) ** 2 + ((uv[..., 1] - mv) * (1.0 / spread_v)) ** 2
     score = np.clip((np.sqrt(d2) - 4.0) * (1.0 / 3.0), 0.0, 1.0)
     rel = (yq - 16.0) * (1.0 / max(my - 16.0, 8.0))
@@ -226,17 +227,6 @@ def occluders(base_y: np.ndarray, base_uv: np.ndarray, box: tuple[int, int, int,
     score = cv2.morphologyEx(score, cv2.MORPH_OPEN, _DISC3)  # specks go
     score = cv2.GaussianBlur(score, (0, 0), max(0.6, 0.01 * io))
     return cv2.resize(score, (hw, hh), interpolation=cv2.INTER_LINEAR)
-
-
-def _median(a: np.ndarray) -> np.floating:
-    """``np.median`` of a 1-D array (the same value) without its ~15 us of
-    per-call overhead: it runs five times a frame on a few hundred samples."""
-    n = a.size
-    k = n // 2
-    if n % 2:
-        return np.partition(a, k)[k]
-    p = np.partition(a, (k - 1, k))
-    return (p[k - 1] + p[k]) / 2
 
 
 def eye_zones(shape: tuple[int, int], box: tuple[int, int, int, int],

@@ -49,7 +49,7 @@ QUALITIES: dict[str, dict] = {
                  measure_every=5, levels=8,
                  preset="veryfast", crf=16, x264=FAST_SEARCH),
     "balanced": dict(detect_every=30, search_every=5, max_side=640, upsample=0, morph=0.5,
-                     measure_every=4, levels=10,
+                     measure_every=4, levels=13,
                      preset="veryfast", crf=14, x264=FAST_SEARCH),
     "high": dict(detect_every=5, search_every=2, max_side=960, upsample=0, morph=0.5,
                  measure_every=1, levels=None,

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from . import blend, color, warp
+from .small import centre
 from .source import SourceFace, match_sharpness
 
 
@@ -54,7 +55,7 @@ def swap_face(y: np.ndarray, u: np.ndarray, v: np.ndarray, target: np.ndarray,
     hidden = _hidden_weights(box, dst, src.hidden_side) if src.hidden_side else None
     face_y = _sample(src.y, src.y_m, maps.src_full, maps.mir_full, hidden, 0)
     face_px = float(np.hypot(*(dst[16] - dst[0])))
-    io = float(np.hypot(*(dst[36:42].mean(0) - dst[42:48].mean(0))))
+    io = float(np.hypot(*(centre(dst[36:42]) - centre(dst[42:48]))))
     # The photo's U, V and forehead cut in one four-channel remap (see _chroma).
     face_c = _sample(*_chroma(src), maps.src_half, maps.mir_half, hidden, 1)
     keep = _keep(face_c) if src.has_cut else None

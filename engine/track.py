@@ -32,6 +32,7 @@ from .blend import (
 )
 from .detect import Rect, detect_faces, detect_near, iou
 from .landmarks import interocular, predict_landmarks
+from .small import centre, quantile
 
 #: Frames of eye openings kept per face (3 s at 30 fps) for ``FaceTrack.eye_ref``.
 EYE_HISTORY = 90
@@ -59,17 +60,7 @@ _LK = dict(winSize=(11, 11), maxLevel=2,
 
 def _frame(pts: np.ndarray) -> tuple[np.ndarray, float]:
     """Reference frame of a face: centre of eyes+nose, jaw width as scale."""
-    return pts[27:48].mean(0), float(np.linalg.norm(pts[16] - pts[0])) + 1e-3
-
-
-def _quantile(a: np.ndarray, q: float) -> np.ndarray:
-    """``np.quantile(a, q, axis=0)`` (linear interpolation) without its ~80 us of
-    per-call overhead: it runs several times a frame on 68 points."""
-    s = np.sort(a, axis=0)
-    pos = q * (len(s) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (pos - lo) * (s[hi] - s[lo])
+    return centre(pts[27:48]), float(np.linalg.norm(pts[16] - pts[0])) + 1e-3
 
 
 def stabilise(prev_pts: np.ndarray, flow_pts: np.ndarray, measured: np.ndarray,
@@ -241,7 +232,7 @@ class FaceTrack:
             return False
         p1 = p1.reshape(-1, 2) / scale
         flow = (p1 + off).astype(np.float32)
-        shift = _quantile(flow[good] - p[good], 0.5)
+        shift = quantile(flow[good] - p[good], 0.5)
         flow[~good] = p[~good] + shift
         measure = self.skipped >= max_skip
         if not measure:
@@ -252,7 +243,7 @@ class FaceTrack:
             move_all = flow - p
             move = move_all[good]
             rigid = float(np.hypot(*shift))
-            resid = float(_quantile(np.abs(move - shift).max(1), 0.95))
+            resid = float(quantile(np.abs(move - shift).max(1), 0.95))
             measure = rigid > self.MOVE * io or resid > self.DEFORM * io
             if not measure:
                 # A closing lid takes its texture with it and the flow loses
@@ -266,11 +257,11 @@ class FaceTrack:
                 return False
             self.skipped += 1
             self.pts = flow
-            c = flow.mean(0)
+            c = centre(flow)
             return 0 <= c[0] < w and 0 <= c[1] < h
         measured = predict_landmarks(grey, self.rect(flow), levels)
         # A predictor that drifted off the face disagrees with the flow as a whole.
-        disagree = float(_quantile(np.linalg.norm(measured - flow, axis=1), 0.5))
+        disagree = float(quantile(np.linalg.norm(measured - flow, axis=1), 0.5))
         if disagree > 0.35 * io:
             return False
         _, s_new = _frame(measured)
@@ -281,7 +272,7 @@ class FaceTrack:
         new = stabilise(p, flow, measured, noise * io, k_min)
         new[~good] = measured[~good]
         self.pts = new
-        c = new.mean(0)
+        c = centre(new)
         return 0 <= c[0] < w and 0 <= c[1] < h
 
 

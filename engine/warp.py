@@ -16,11 +16,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .small import centre, median
+
 N_LANDMARKS = 68
 
 
 def _interocular(pts: np.ndarray) -> float:
-    d = pts[36:42].mean(0) - pts[42:48].mean(0)
+    d = centre(pts[36:42]) - centre(pts[42:48])
     return float(np.hypot(d[0], d[1])) + 1e-3
 
 
@@ -40,8 +42,8 @@ def geometry(pts: np.ndarray, lift: float = 0.12,
     up = up * (lift * 2.0 * _interocular(pts) / (float(np.hypot(up[0], up[1])) + 1e-6))
     forehead = brow + up
     poly = np.concatenate([pts[0:17], forehead[::-1]])
-    centre = pts[[27, 28, 29, 30, 33]].mean(0)
-    ring = centre + (poly - centre) * (1.0 + grow)
+    middle = centre(pts[[27, 28, 29, 30, 33]])
+    ring = middle + (poly - middle) * (1.0 + grow)
     return forehead.astype(np.float32), poly.astype(np.float32), ring.astype(np.float32)
 
 
@@ -126,7 +128,7 @@ def _tame_slivers(a: np.ndarray, d: np.ndarray, s: np.ndarray, flat: np.ndarray)
     for k in range(a.shape[1] // 2):
         lin = a[:, 2 * k:2 * k + 2, :2]
         stretch = np.sqrt((lin ** 2).sum((1, 2)) * 0.5)
-        usual = float(np.median(stretch[~flat])) if not flat.all() else 1.0
+        usual = float(median(stretch[~flat])) if not flat.all() else 1.0
         wild = flat | (stretch > SLIVER * usual)
         if not wild.any():
             continue

@@ -79,3 +79,44 @@ def test_an_unwritable_cache_still_gives_the_short_model(media, read_video, tmp_
     assert len(got) == 68
     # Not the fallback to the full model (which gives other points on the same input).
     assert got != [(p.x, p.y) for p in dlib.shape_predictor(full)(grey, rect).parts()]
+
+
+def _tracked_against_the_full_model(path: str, levels: int, frames: int = 300
+                                    ) -> tuple[float, float]:
+    """(median |mouth opening| error, eye-opening correlation) of the balanced tracker
+    with a ``levels`` predictor against the full model on the detector's box, every
+    third frame of the first ``frames`` (the looks benchmark's reference)."""
+    import av
+
+    from engine.blend import eye_aspect
+    from engine.decode import planes
+    from engine.photo import mouth_ratio
+    from engine.pipeline import QUALITIES, make_tracker
+
+    tracker = make_tracker(dict(QUALITIES["balanced"], levels=levels), False)
+    mouth, eyes = [], []
+    with av.open(path) as c:
+        for i, frame in zip(range(frames), c.decode(video=0), strict=False):
+            y = np.ascontiguousarray(planes(frame)[0])
+            tracks = tracker.step(y, i)
+            boxes = detect_faces(y) if i % 3 == 0 and tracks else []
+            if boxes:
+                ref, got = predict_landmarks(y, boxes[0]), tracks[0].pts
+                mouth.append(abs(mouth_ratio(got) - mouth_ratio(ref)))
+                eyes.append([eye_aspect(p[36:42]) + eye_aspect(p[42:48]) for p in (ref, got)])
+    assert len(mouth) >= 90
+    return float(np.median(mouth)), float(np.corrcoef(np.array(eyes).T)[0, 1])
+
+
+def test_the_balanced_tracker_follows_the_mouth_and_eyes_of_the_full_model(media):
+    # talk_480sq's strong expressions: with the cascade cut to 10 levels the tracker's
+    # mouth opening was 0.031 of the mouth width off the full model's (median, first
+    # 300 frames) and its eye openings correlated 0.56 with it; with balanced's 13
+    # levels 0.014 and 0.72 (0.040 -> 0.022 and 0.75 -> 0.80 over the whole clip).
+    from engine.pipeline import QUALITIES
+
+    path = media("talk_480sq_33s.mp4")
+    mouth, eyes = _tracked_against_the_full_model(path, QUALITIES["balanced"]["levels"])
+    assert mouth < 0.02 and eyes > 0.65, (mouth, eyes)
+    cut_mouth, cut_eyes = _tracked_against_the_full_model(path, 10)  # the control
+    assert cut_mouth > 0.025 and cut_eyes < 0.65, (cut_mouth, cut_eyes)
