@@ -11,6 +11,7 @@ import numpy as np
 
 from . import models
 from .detect import Rect
+from .small import centre
 
 # Index groups of the iBUG 68-point scheme.
 JAW = slice(0, 17)
@@ -47,4 +48,4 @@ def predict_landmarks(grey: np.ndarray, rect: Rect, levels: int | None = None) -
 
 def interocular(pts: np.ndarray) -> float:
     """Distance between the eye centres: the face's scale for thresholds."""
-    return float(np.linalg.norm(pts[LEFT_EYE].mean(0) - pts[RIGHT_EYE].mean(0))) + 1e-3
+    return float(np.linalg.norm(centre(pts[LEFT_EYE]) - centre(pts[RIGHT_EYE]))) + 1e-3
